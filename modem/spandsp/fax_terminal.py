@@ -1,0 +1,97 @@
+"""spandsp's audio fax machine (``fax_init``): a complete G3 fax terminal on 8 kHz linear audio."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._lib import int16_pointer, lib
+from ._owner import StateOwner
+from .logbridge import LogBridge
+from .t30 import T30Options, T30Session
+
+
+class FaxAudioTerminal(StateOwner):
+    """A calling or answering fax machine that sends ``tx_tiff`` and/or receives into ``rx_tiff``.
+
+    Audio is 16-bit signed samples at 8000 Hz.  Time advances with the audio fed to
+    :meth:`rx_audio`, so feed it continuously (silence included) for T.30 timers to run.
+    """
+
+    _kind = "FaxAudioTerminal"
+
+    def __init__(self, calling: bool, *, ecm: bool = False, modems: Sequence[str] = ("v17", "v29", "v27ter"),
+                 max_bit_rate: int | None = None, ident: str = "", tx_tiff: str | None = None,
+                 rx_tiff: str | None = None, log: bool = False, compressions: Sequence[str] | None = None,
+                 resolutions: Sequence[str] | None = None, rx_encoding: str | None = None,
+                 min_scan_line_ms: int | None = None, transmit_on_idle: bool = True,
+                 name: str | None = None) -> None:
+        super().__init__()
+        opts = T30Options(ecm=ecm, modems=tuple(modems), max_bit_rate=max_bit_rate, ident=ident,
+                          tx_tiff=tx_tiff, rx_tiff=rx_tiff,
+                          compressions=None if compressions is None else tuple(compressions),
+                          resolutions=None if resolutions is None else tuple(resolutions),
+                          rx_encoding=rx_encoding, min_scan_line_ms=min_scan_line_ms)
+        opts.validate()
+        self.calling = calling
+        self.name = name or ("fax-caller" if calling else "fax-answerer")
+        L = lib()
+        state = L.fax_init(None, int(calling))
+        if not state:
+            raise RuntimeError("fax_init failed")
+        self._state = state
+        t30 = L.fax_get_t30_state(state)
+        if log:
+            self._log = LogBridge(f"faxengine.spandsp.{self.name}")
+            self._log.attach(L.fax_get_logging_state(state), f"{self.name}/fax")
+            self._log.attach(L.t30_get_logging_state(t30), f"{self.name}/t30")
+        L.fax_set_transmit_on_idle(state, int(transmit_on_idle))
+        self.t30 = T30Session(t30, opts)
+        self.samples_in = 0
+
+    def rx_audio(self, samples: np.ndarray) -> None:
+        """Feed received line audio (int16, 8 kHz); this is also what moves the T.30 timers."""
+        state = self._require()
+        buf = np.ascontiguousarray(samples, dtype=np.int16)
+        if buf.ndim != 1:
+            raise ValueError("audio must be a 1-D array of samples")
+        if len(buf):
+            lib().fax_rx(state, int16_pointer(buf), len(buf))
+            self.samples_in += len(buf)
+            self._bump_log(len(buf))
+        self._flush()
+
+    def tx_audio(self, n: int = 160) -> np.ndarray:
+        """The next ``n`` samples to put on the line (silence-padded if spandsp made fewer)."""
+        state = self._require()
+        if n <= 0:
+            raise ValueError("n must be positive")
+        buf = np.zeros(n, dtype=np.int16)
+        lib().fax_tx(state, int16_pointer(buf), n)
+        self._flush()
+        return buf
+
+    @property
+    def done(self) -> bool:
+        """Phase E has been reported."""
+        return self.t30.completion_code is not None
+
+    @property
+    def completion_code(self) -> int | None:
+        return self.t30.completion_code
+
+    def stats(self) -> dict[str, Any]:
+        if self.t30.final_stats is None:
+            self._require()
+        return self.t30.stats()
+
+    def terminate(self) -> None:
+        """End the T.30 session now (the line went away); reports phase E if it was not yet."""
+        state = self._require()
+        lib().t30_terminate(lib().fax_get_t30_state(state))
+        self._flush()
+
+    def _free(self, state: int) -> None:
+        lib().fax_free(state)
