@@ -29,6 +29,9 @@ __all__ = [
     "strip_rtc",
 ]
 
+MAX_WIDTH = 1 << 16
+DEFAULT_MAX_ROWS = 1 << 15  # rows per page at most (4 m at fine): bounds memory and work on garbage input
+
 
 class Compression(enum.Enum):
     MH = "mh"
@@ -91,18 +94,24 @@ def decode(
     """Decode one page as a receiving fax does (see decode.py for the error behaviour).
 
     `k` is accepted for symmetry: MR rows carry their own 1-D/2-D tag bit, so it is not needed.
+    Without `max_rows`, at most DEFAULT_MAX_ROWS rows are decoded (garbage can look like
+    millions of 1-bit MMR rows).
     """
     compression = Compression(compression)
-    if width < 1:
-        raise ValueError(f"width must be >= 1, got {width}")
-    if max_rows is not None and max_rows < 0:
-        raise ValueError("max_rows must be >= 0")
+    if not 1 <= width <= MAX_WIDTH:
+        raise ValueError(f"width must be 1..{MAX_WIDTH}, got {width}")
+    if max_rows is not None and not 0 <= max_rows <= DEFAULT_MAX_ROWS:
+        raise ValueError(f"max_rows must be 0..{DEFAULT_MAX_ROWS}, got {max_rows}")
     data = bytes(data)
+    if compression is not Compression.MMR and max_rows is None:
+        max_rows_eol = DEFAULT_MAX_ROWS
+    else:
+        max_rows_eol = max_rows
     if lsb_first:
         data = reverse_bits(data)
     if compression is Compression.MMR:
-        return decode_mmr(data, width, max_rows)
-    return decode_eol(data, width, compression is Compression.MR, max_rows)
+        return decode_mmr(data, width, max_rows, DEFAULT_MAX_ROWS)
+    return decode_eol(data, width, compression is Compression.MR, max_rows_eol)
 
 
 def min_row_bits_for(mslt_ms: int, bit_rate: int) -> int:

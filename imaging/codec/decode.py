@@ -246,14 +246,14 @@ def decode_eol(data: bytes, width: int, two_d: bool, max_rows: int | None) -> De
     return page.result()
 
 
-def decode_mmr(data: bytes, width: int, max_rows: int | None) -> Decoded:
+def decode_mmr(data: bytes, width: int, max_rows: int | None, cap: int) -> Decoded:
     bits = _Bits(data)
     win = bits.win
     page = _Page(width)
     p = 0
     end = bits.nbits
     ref: list[int] = []
-    limit = max_rows if max_rows is not None else 1 << 31
+    limit = max_rows if max_rows is not None else cap
     while len(page.rows) < limit:
         if p >= end or (win[p] >> 1) == 1 or bits.zeros_between(p, end):  # end of data, EOFB or only fill
             break
