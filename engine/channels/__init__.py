@@ -1,0 +1,22 @@
+"""Channels carry fax calls: the loopback channel (T.38 to ourselves), later SIP trunks and modems."""
+
+from __future__ import annotations
+
+import logging
+
+from engine.channels.base import Channel, OutboundCall, Progress
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Channel", "OutboundCall", "Progress", "build_channels"]
+
+
+def build_channels(config, inbound) -> dict[str, Channel]:  # noqa: ANN001
+    """The channels the configuration enables (with no configuration: the loopback channel)."""
+    channels: dict[str, Channel] = {}
+    section = config["channels"]
+    if section["loopback"]["enabled"]:
+        from engine.channels.loopback import LoopbackChannel
+
+        channels["loopback"] = LoopbackChannel(inbound, section["loopback"])
+    return channels

@@ -1,0 +1,152 @@
+"""Engine configuration: one TOML file, every setting with a default, so no file is needed at all."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULTS: dict[str, Any] = {
+    "server": {
+        "host": "127.0.0.1",
+        "port": 8000,
+        "smtp_port": 2525,
+        "smtp_host": "",              # empty: same as server.host
+        "data_dir": "data",           # relative to the working directory
+        "node_id": "",                # empty: the host name; names this node's claims in a shared store
+    },
+    "storage": {
+        "url": "",                    # empty: sqlite:///<data_dir>/faxengine.sqlite3 (WAL)
+    },
+    "auth": {
+        "token_ttl": 3600,            # seconds an auth token stays valid
+    },
+    "api": {
+        "max_body_bytes": 20 * 1024 * 1024,
+        "page_size": 50,              # default listing page size
+        "max_paginate_false": 10000,  # rows returned at most by ?paginate=false (416 beyond)
+    },
+    "scheduler": {
+        "enabled": True,
+        "poll_interval": 0.5,         # seconds between looks for due jobs
+        "max_outbound_per_account": 10,
+        "serialize_destinations": True,   # one call at a time per destination number
+        "claim_batch": 100,
+        "default_retry_delay": 300,   # seconds before the next attempt when no cause matches
+        "attempt_timeout": 3600,      # seconds a single attempt may take before it is aborted
+        "retry_delay": {              # seconds by cause (SessionResult.error_code)
+            "busy": 120,
+            "no_answer": 300,
+            "training_failed": 60,
+            "remote_hangup": 60,
+        },
+    },
+    "fetch": {
+        "timeout": 30.0,
+        "max_bytes": 20 * 1024 * 1024,
+        "max_redirects": 5,
+        "allow_private": False,       # allow loopback/private/link-local destinations
+        "allowed_hosts": [],          # host names or addresses allowed even when private
+        "user_agent": "faxengine",
+    },
+    "channels": {
+        "default": "loopback",
+        "loopback": {
+            "enabled": True,
+            "local_ident": "faxengine loopback",
+            "timeout": 600,           # seconds a loopback call may last
+        },
+    },
+    "notifications": {
+        "retries": 3,                 # attempts per notification
+        "retry_delay": 5.0,
+        "smtp": {
+            "host": "",               # empty: email notifications are skipped (and logged)
+            "port": 25,
+            "sender": "faxengine@localhost",
+            "username": "",
+            "password": "",
+            "starttls": False,
+            "timeout": 10.0,
+        },
+        "sms": {
+            "url": "",                # HTTP gateway; POSTed JSON {"to","from","text"}
+            "token": "",              # sent as Authorization: Bearer
+            "timeout": 10.0,
+        },
+        "webhook": {
+            "url": "",                # POSTed JSON event, signed with HMAC-SHA256 when secret is set
+            "secret": "",
+            "timeout": 10.0,
+        },
+    },
+    "email_gateway": {
+        "enabled": True,
+        "default_domain": "fax.localhost",  # accounts get <account_id>.<default_domain> unless set
+        "max_message_size": 10 * 1024 * 1024,
+        "allow_all_when_empty": False,       # accept any sender when an account lists none
+        "retries": 3,
+    },
+}
+
+
+def _merge(base: dict, over: dict, path: str = "") -> dict:
+    for key, value in over.items():
+        where = f"{path}{key}"
+        if key not in base:
+            raise ConfigError(f"unknown setting {where!r}")
+        if isinstance(base[key], dict) and key != "retry_delay":
+            if not isinstance(value, dict):
+                raise ConfigError(f"setting {where!r} must be a table")
+            _merge(base[key], value, where + ".")
+        else:
+            base[key] = value
+    return base
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass
+class Config:
+    raw: dict
+
+    def __getitem__(self, section: str) -> Any:
+        return self.raw[section]
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.raw["server"]["data_dir"])
+
+    @property
+    def storage_url(self) -> str:
+        url = self.raw["storage"]["url"]
+        if url:
+            return url
+        return f"sqlite:///{(self.data_dir / 'faxengine.sqlite3').resolve()}"
+
+    @property
+    def node_id(self) -> str:
+        return self.raw["server"]["node_id"] or os.uname().nodename
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
+    """Defaults, then the TOML file, then ``section__key=value`` overrides (from the command line)."""
+    raw = copy.deepcopy(DEFAULTS)
+    if path:
+        with open(path, "rb") as fh:
+            try:
+                data = tomllib.load(fh)
+            except tomllib.TOMLDecodeError as exc:
+                raise ConfigError(f"{path}: {exc}") from exc
+        _merge(raw, data)
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        section, key = name.split("__", 1)
+        raw[section][key] = value
+    return Config(raw)
