@@ -250,6 +250,8 @@ class ModemLine:
         if any(resp.final.startswith(s) for s in success):
             self.mark_ok()
             return resp
+        if finals and any(resp.final.startswith(f) for f in finals):
+            return resp                       # e.g. a Class 2 hang-up report: the caller maps it
         if resp.final == "OK":
             code = q.ok_after_dial_means
             raise DialFailure(code, f"modem said OK to the dial command ({code.replace('_', ' ')})")
@@ -284,6 +286,8 @@ class ModemLine:
             raise AnswerFailure("answer_timeout", f"no result within {timeout:g} s of ATA") from exc
         if resp.final in success:
             self.mark_ok()
+            return resp
+        if finals and any(resp.final.startswith(f) for f in finals):
             return resp
         if resp.final.startswith("CONNECT"):
             raise AnswerFailure("data_call", f"a data modem called ({resp.final})")

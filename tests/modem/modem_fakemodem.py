@@ -69,6 +69,8 @@ class FakeModem:
         self._closed = False
         self._loop.add_reader(self.master, self._readable)
         self.on_data_byte: Callable[[int], None] | None = None
+        self._on_end = None
+        self.on_trigger = None          # Class 2 +FDR: called when the DTE sends DC2
 
     # ---- plumbing ---------------------------------------------------------------------------
 
@@ -155,6 +157,10 @@ class FakeModem:
         if b == 0x18:
             self.cans += 1
             return
+        if b == 0x12 and self.on_trigger is not None:
+            cb, self.on_trigger = self.on_trigger, None
+            cb(self)
+            return
         if b == 0x0D:
             cmd = self._inbuf.decode("latin-1").strip()
             self._inbuf.clear()
@@ -175,6 +181,8 @@ class FakeModem:
                 self._end_of_data()
             elif b == 0x1A:
                 self._data += b"\x10\x10"
+            elif b in (0x2C, 0x3B, 0x2E) and self._on_end is not None:   # Class 2.0 <DLE>,;.
+                self._end_of_data(b)
             else:
                 self._data += bytes([0x10, b])
             return
@@ -185,9 +193,19 @@ class FakeModem:
         if self._mode == "data_tx" and self.close_after_bytes is not None and len(self._data) >= self.close_after_bytes:
             self.vanish()
 
-    def _end_of_data(self) -> None:
+    def start_data(self, on_end) -> None:
+        """Class 2 +FDT: collect page data; ``on_end(fake, data, code)`` gets ETX or , ; ."""
+        self._mode = "data_tx"
+        self._on_end = on_end
+
+    def _end_of_data(self, code: int = 0x03) -> None:
         data = bytes(self._data)
         self._data.clear()
+        if self._on_end is not None:
+            cb, self._on_end = self._on_end, None
+            self._mode = "cmd"
+            cb(self, data, code)
+            return
         if self._mode == "hdlc_tx":
             if not data:                         # null frame
                 self._mode = "cmd"
