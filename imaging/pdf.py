@@ -2,18 +2,20 @@
 
 Each page is rendered once into an 8-bit grey bitmap 1728 pixels wide at 204 x y_dpi (anisotropic in one
 pass, no resize), with text and path anti-aliasing off so that the bilevel step sees crisp edges
-(reference §0, §2.4). Page count, encryption, sizes and /Rotate come from the same PDFium parse: a second
-parser (pypdf) would double the parsing time and the attack surface without telling us more; pypdf stays
-available to callers that edit PDFs.
+(reference §0, §2.4). Page count, sizes and /Rotate come from the same PDFium parse (a second parse of
+every document would cost time and attack surface). pypdf is asked only when PDFium refuses a document,
+to name the reason: PDFium reports a zero-page PDF as a password error.
 """
 
 from __future__ import annotations
 
 import ctypes
+import io
 import os
 from collections.abc import Iterator
 
 import numpy as np
+import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -40,7 +42,7 @@ class PdfDocument:
             self._doc = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
             if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD:
-                raise ImagingError("PDF is password-protected: remove the password and send it again") from None
+                raise ImagingError(_password_or_not(data)) from None
             if b"%%EOF" not in tail:
                 raise ImagingError("PDF is truncated or corrupt: no end-of-file marker, cannot be read") from None
             raise ImagingError(f"PDF is corrupt and cannot be read ({_reason(exc)})") from None
@@ -94,6 +96,16 @@ class PdfDocument:
             return canvas
         finally:
             page.close()
+
+
+def _password_or_not(data: bytes | str) -> str:
+    try:
+        reader = pypdf.PdfReader(io.BytesIO(data) if isinstance(data, bytes) else data, strict=False)
+        if not reader.is_encrypted:
+            return "PDF has no pages" if len(reader.pages) == 0 else "PDF is corrupt and cannot be read"
+    except Exception:  # pypdf could not read it either: trust PDFium's verdict
+        pass
+    return "PDF is password-protected: remove the password and send it again"
 
 
 def _reason(exc: Exception) -> str:

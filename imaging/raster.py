@@ -37,6 +37,7 @@ class RasterDocument:
         fp = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
         try:
             with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # Pillow's notes on bad EXIF: not our user's problem
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
                 self._image = Image.open(fp, formats=["TIFF", "PNG", "JPEG", "GIF", "BMP"])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
