@@ -1,0 +1,114 @@
+"""``faxengine rig``: run the virtual modem rig until SIGINT/SIGTERM.
+
+Output on stdout, one line each, flushed: ``PTY <name> <path>`` when ready, ``RESULT <json>`` per
+call, ``SUMMARY <json>`` at the end.  Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+from .rig import DIAL_RESULTS, MODES, Rig, RigConfig, RigError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("mode", choices=MODES,
+                   help="pair: two modems wired together; answer: a spandsp fax machine answers and "
+                        "receives; call: a spandsp fax machine calls the modem and sends")
+    p.add_argument("--tx", dest="tx_tiff", metavar="TIFF", help="call mode: the TIFF the fax machine sends")
+    p.add_argument("--output-dir", metavar="DIR", help="answer mode: where received faxes are written")
+    p.add_argument("--line-delay-ms", type=float, default=0.0, help="one-way line delay (default 0)")
+    p.add_argument("--speed", type=float, default=1.0, help="time factor, 2 = twice real time (default 1)")
+    p.add_argument("--symbol-error-rate", type=float, default=0.0,
+                   help="probability that a 1/2400 s symbol is hit by a phase reversal (default 0)")
+    p.add_argument("--noise-dbm0", type=float, default=None, help="add white noise at this level")
+    p.add_argument("--seed", type=int, default=1, help="seed of the line impairments")
+    p.add_argument("--far-ecm", action="store_true", help="the spandsp fax machine offers ECM")
+    p.add_argument("--far-modems", default="v17,v29,v27ter", help="modems the fax machine offers")
+    p.add_argument("--far-max-bit-rate", type=int, default=None)
+    p.add_argument("--far-ident", default="+1 555 0100", help="the fax machine's CSI/TSI")
+    p.add_argument("--calls", type=int, default=1, help="call mode: calls to make, 0 = keep calling")
+    p.add_argument("--call-delay", type=float, default=1.0, help="call mode: seconds before each call")
+    p.add_argument("--ring-interval", type=float, default=3.0)
+    p.add_argument("--max-rings", type=int, default=10)
+    p.add_argument("--answer-delay", type=float, default=1.0, help="answer mode: seconds before pick-up")
+    p.add_argument("--hangup-grace", type=float, default=5.0)
+    p.add_argument("--number-result", action="append", default=[], metavar="NUMBER=RESULT",
+                   help=f"what dialling NUMBER gives: {', '.join(DIAL_RESULTS)} (repeatable)")
+    p.add_argument("--link-dir", help="also create DIR/<modem name> symlinks to the ptys")
+    p.add_argument("--exit-after", type=int, default=0, metavar="N", help="stop after N call results")
+    p.add_argument("--trace", action="store_true", help="log every DTE byte to stderr")
+    p.add_argument("--log", action="store_true", help="spandsp protocol logs to stderr")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("rig", help="virtual Class 1 fax modems on pseudo-terminals (spandsp)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> RigConfig:
+    dial_results: dict[str, str] = {}
+    for item in args.number_result:
+        number, sep, result = item.partition("=")
+        if not sep or not number:
+            raise RigError(f"--number-result wants NUMBER=RESULT, got {item!r}")
+        dial_results[number] = result
+    return RigConfig(
+        mode=args.mode, tx_tiff=args.tx_tiff, output_dir=args.output_dir, line_delay_ms=args.line_delay_ms,
+        speed=args.speed, symbol_error_rate=args.symbol_error_rate, noise_dbm0=args.noise_dbm0, seed=args.seed,
+        far_ecm=args.far_ecm, far_modems=tuple(m.strip() for m in args.far_modems.split(",") if m.strip()),
+        far_max_bit_rate=args.far_max_bit_rate, far_ident=args.far_ident, calls=args.calls,
+        call_delay=args.call_delay, ring_interval=args.ring_interval, max_rings=args.max_rings,
+        answer_delay=args.answer_delay, hangup_grace=args.hangup_grace, dial_results=dial_results,
+        link_dir=args.link_dir, trace=args.trace, log=args.log)
+
+
+def _emit(tag: str, payload: Any) -> None:
+    sys.stdout.write(f"{tag} {payload}\n")
+    sys.stdout.flush()
+
+
+async def _serve(config: RigConfig, exit_after: int) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    def on_result(result: dict[str, Any]) -> None:
+        _emit("RESULT", json.dumps(result, sort_keys=True))
+        if exit_after and len(rig.results) >= exit_after:
+            stop.set()
+
+    rig = Rig(config=config, on_result=on_result)
+    paths = await rig.start()
+    for name, path in paths.items():
+        _emit("PTY", f"{name} {path}")
+    waiter = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([rig.ticker, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    summary = await rig.stop()
+    _emit("SUMMARY", json.dumps(summary, sort_keys=True))
+    return 1 if rig.error is not None else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.trace or args.log:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    try:
+        config = config_from_args(args)
+        config.validate()
+    except RigError as exc:
+        print(f"faxengine rig: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config, args.exit_after))

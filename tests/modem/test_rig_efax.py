@@ -1,0 +1,102 @@
+"""efax (Debian), an independent Class 1 DTE, through the rig's ptys to spandsp fax machines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from modem import spandsp
+from modem.rig import Rig
+from modem.spandsp.testing import make_fax_tiff, pages_identical, read_fax_pages
+
+pytestmark = [
+    pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed"),
+    pytest.mark.skipif(shutil.which("efax") is None or shutil.which("efix") is None, reason="efax not installed"),
+    pytest.mark.slow,
+]
+
+SPEED = 4.0          # efax keeps up at 4x real time (its own timers are wall-clock)
+PAGES = 2
+HEIGHT = 1000
+
+
+def efax_pages(tmp_path, pages: list[np.ndarray]) -> list[str]:
+    """One TIFF-F (G3, made by efix) per page: efax sends one file per page."""
+    files = []
+    for i, page in enumerate(pages, 1):
+        pbm = tmp_path / f"page{i}.pbm"
+        Image.fromarray(~page).convert("1").save(pbm)
+        subprocess.run(["efix", "-i", "pbm", "-o", "tiffg3", "-n", str(tmp_path / f"efax{i}.tif"), str(pbm)],
+                       check=True, capture_output=True, timeout=30)
+        files.append(str(tmp_path / f"efax{i}.tif"))
+    return files
+
+
+async def run_efax(args: list[str], timeout: float) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec("efax", *args, stdout=asyncio.subprocess.PIPE,
+                                                stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        out, _ = await proc.communicate()
+        raise AssertionError(f"efax did not finish in {timeout} s:\n{out.decode(errors='replace')}") from None
+    return proc.returncode, out.decode(errors="replace")
+
+
+@pytest.mark.timeout(180)
+async def test_efax_sends_through_answer_mode(tmp_path):
+    src = make_fax_tiff(tmp_path / "src.tif", pages=PAGES, height=HEIGHT, compression="group3")
+    files = efax_pages(tmp_path, src)
+    out_dir = tmp_path / "rx"
+    out_dir.mkdir()
+    rig = Rig("answer", output_dir=str(out_dir), speed=SPEED, far_ident="+1 555 0100")
+    paths = await rig.start()
+    try:
+        rc, log = await run_efax(["-d", paths["modem"], "-o1", "-l", "+1 555 9999", "-v", "ewinchmaft",
+                                  "-t", "5551234", *files], timeout=150)
+        assert rc == 0, log
+        result = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await rig.stop()
+    assert result["ok"], result
+    assert result["far_end"] == "receiver" and result["pages"] == PAGES
+    assert result["stats"]["remote_ident"] == "+1 555 9999"
+    assert result["stats"]["bit_rate"] == 14400 and result["stats"]["bad_rows"] == 0
+    got = read_fax_pages(result["rx_tiff"])
+    assert len(got) == PAGES
+    for page, want in zip(got, src, strict=True):
+        header = page.shape[0] - want.shape[0]     # efax prepends its header lines
+        assert 0 <= header <= 64, page.shape
+        # below efax's header the image is the source, except where header glyphs overhang a row or two
+        assert np.array_equal(page[header + 3:], want[3:])
+
+
+@pytest.mark.timeout(180)
+async def test_efax_receives_from_call_mode(tmp_path):
+    src_path = tmp_path / "src.tif"
+    src = make_fax_tiff(src_path, pages=PAGES, height=HEIGHT, compression="group4")
+    rig = Rig("call", tx_tiff=str(src_path), speed=SPEED, call_delay=0.5, ring_interval=1.0,
+              far_ident="+1 555 0200")
+    paths = await rig.start()
+    prefix = tmp_path / "efaxrx"
+    try:
+        rc, log = await run_efax(["-d", paths["modem"], "-o1", "-l", "+1 555 9999", "-v", "ewinchmaft",
+                                  "-r", str(prefix)], timeout=150)
+        assert rc == 0, log
+        result = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await rig.stop()
+    assert result["ok"], result
+    assert result["far_end"] == "sender" and result["pages"] == PAGES
+    assert result["stats"]["remote_ident"] == "+1 555 9999"
+    files = sorted(p for p in os.listdir(tmp_path) if p.startswith("efaxrx"))
+    assert len(files) == PAGES, (files, log)
+    got = [read_fax_pages(tmp_path / f)[0] for f in files]
+    assert pages_identical(got, src)
