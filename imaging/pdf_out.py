@@ -10,6 +10,7 @@ not used: it corrupts FillOrder 2 pages, reference §6.1.6).
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Iterable
 from typing import BinaryIO
@@ -44,8 +45,9 @@ class _PdfWriter:
     def add_page(self, width: int, rows: int, x_dpi: int, y_dpi: int, data: bytes, params: bytes) -> None:
         image, content, page = self.new_id(), self.new_id(), self.new_id()
         # One rounded size for both the MediaBox and the image matrix: a mismatch of 0.00005 pt makes
-        # renderers pick different rows (reference §5).
-        w, h = b"%.4f" % (width * 72 / x_dpi), b"%.4f" % (rows * 72 / y_dpi)
+        # renderers pick different rows (reference §5). Rounded down: poppler sizes its raster by rounding
+        # up, so 1728.0001 px would become 1729.
+        w, h = _points(width, x_dpi), _points(rows, y_dpi)
         self.object(
             image,
             b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray /BitsPerComponent 1"
@@ -70,6 +72,10 @@ class _PdfWriter:
         lines += [b"%010d 00000 n \n" % self.offsets[n] for n in range(1, count)]
         self.fp.write(b"".join(lines))
         self.fp.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (count, xref_at))
+
+
+def _points(pixels: int, dpi: int) -> bytes:
+    return b"%.4f" % (math.floor(pixels * 72 / dpi * 10_000) / 10_000)
 
 
 def _ccitt(raw: RawPage) -> tuple[bytes, bytes] | None:
