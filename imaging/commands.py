@@ -65,8 +65,9 @@ def _guarded(command: Callable[[argparse.Namespace], int], name: str) -> Callabl
 class _Progress:
     """A one-line bar on stderr: redrawn in place on a terminal; on a pipe, a line per 10 % of a long doc."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream, self.tty = stream, stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
         self.shown, self._last_decile = False, -1
 
     def __call__(self, done: int, total: int) -> None:
