@@ -60,8 +60,8 @@ def _forbidden(addr: ipaddress._BaseAddress) -> str | None:
     return None
 
 
-def resolve(host: str, port: int, policy: FetchPolicy) -> str:
-    """One checked address for ``host``; raises FetchError for a refused destination."""
+def resolve(host: str, port: int, policy: FetchPolicy) -> list[str]:
+    """The checked addresses of ``host``; raises FetchError for a refused destination."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -72,25 +72,35 @@ def resolve(host: str, port: int, policy: FetchPolicy) -> str:
         addr = ipaddress.ip_address(address.split("%", 1)[0])
         if not allowed and (reason := _forbidden(addr)) is not None:
             raise FetchError(f"document URL refused: {host} resolves to {address}, {reason}")
-    return infos[0][4][0]
+    return list(dict.fromkeys(info[4][0] for info in infos))
+
+
+def _connect(addresses: list[str], port: int, timeout: float) -> socket.socket:
+    error: OSError | None = None
+    for address in addresses:
+        try:
+            return socket.create_connection((address, port), timeout)
+        except OSError as exc:
+            error = exc
+    raise error or OSError("no address")
 
 
 class _PinnedHTTP(http.client.HTTPConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float):
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float):
         super().__init__(host, port, timeout=timeout)
-        self._address = address
+        self._addresses = addresses
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _connect(self._addresses, self.port, self.timeout)
 
 
 class _PinnedHTTPS(http.client.HTTPSConnection):
-    def __init__(self, host: str, port: int, address: str, timeout: float):
+    def __init__(self, host: str, port: int, addresses: list[str], timeout: float):
         super().__init__(host, port, timeout=timeout, context=ssl.create_default_context())
-        self._address = address
+        self._addresses = addresses
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
+        sock = _connect(self._addresses, self.port, self.timeout)
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 

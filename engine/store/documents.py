@@ -78,30 +78,12 @@ def convert_documents(originals: list[tuple[str, bytes]]) -> PreparedDocument:
 
 
 def tiff_to_pdf(data: bytes) -> bytes:
-    """A PDF of fax pages (G4 images, page size from the fax resolution)."""
-    try:  # the imaging package's own writer when it has one
-        from imaging import pdf_out  # type: ignore[attr-defined]
+    """A PDF of fax pages (the coded CCITT data passed through; imaging.pdf_out)."""
+    from imaging.pdf_out import tiff_to_pdf as write_pdf
 
-        for name in ("tiff_to_pdf", "tiff_f_to_pdf"):
-            if hasattr(pdf_out, name):
-                return getattr(pdf_out, name)(data)
-        if hasattr(pdf_out, "pages_to_pdf"):
-            return pdf_out.pages_to_pdf(tiff_to_pages(data))
-    except ImportError:
-        pass
-    from PIL import Image
-
-    images = []
-    resolutions = []
-    for page in tiff_to_pages(data):
-        images.append(Image.fromarray(~page.pixels).convert("1"))
-        resolutions.append((page.x_dpi, page.y_dpi))
-    if not images:
-        raise DocumentError("no pages to render")
     out = io.BytesIO()
-    x_dpi, y_dpi = resolutions[0]
-    images[0].save(out, "PDF", save_all=True, append_images=images[1:], x_resolution=float(x_dpi),
-                   y_resolution=float(y_dpi))
+    if write_pdf(data, out) == 0:
+        raise DocumentError("no pages to render")
     return out.getvalue()
 
 
