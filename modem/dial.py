@@ -85,8 +85,9 @@ class ModemLine:
 
     def __init__(self, port: str | None = None, *, quirks: Quirks | None = None, clock: Clock | None = None,
                  fd: int | None = None, max_failures: int = 3, flow: str | None = None,
-                 baudrate: int | None = None) -> None:
+                 baudrate: int | None = None, atz_timeout: float = 5.0) -> None:
         self.port = port
+        self.atz_timeout = atz_timeout
         self.clock = clock or MonotonicClock()
         self.quirks = quirks
         self._fixed_quirks = quirks is not None
@@ -153,7 +154,7 @@ class ModemLine:
 
     async def _rung_atz(self) -> bool:
         self.ch.flush_input()
-        if not await self._try("ATZ", 5.0):
+        if not await self._try("ATZ", self.atz_timeout):
             return False
         await self.clock.sleep(0.3)
         self.ch.flush_input()                       # some modems say OK twice after ATZ
@@ -172,7 +173,7 @@ class ModemLine:
         await self.ch.reopen()
         await self.clock.sleep(0.2)
         self.ch.flush_input()
-        return await self._try("ATZ", 5.0) and await self._try("AT", 1.0)
+        return await self._try("ATZ", self.atz_timeout) and await self._try("AT", 1.0)
 
     def mark_ok(self) -> None:
         self.health.consecutive_failures = 0
