@@ -56,7 +56,8 @@ DEFAULTS: dict[str, Any] = {
         "default": "loopback",
         "loopback": {
             "enabled": True,
-            "local_ident": "faxengine loopback",
+            "address": "127.0.0.1",   # where the two UDPTL endpoints of a loopback call bind
+            "pacing": False,          # true: packets paced at modem line speed (a 1-page fax then takes ~10 s)
             "timeout": 600,           # seconds a loopback call may last
         },
     },

@@ -28,7 +28,7 @@ class LoopbackChannel(Channel):
         try:
             from engine.t30.config import T30Config
             from engine.t30.session import T30Session
-            from t38.phy import open_loopback_pair  # type: ignore[attr-defined]
+            from t38.phy import T38PhyOptions, open_t38_udptl
         except ImportError as exc:
             return SessionResult(success=False, error_code="no_channel", retryable=True,
                                  error_message=f"loopback channel unavailable: {exc}")
@@ -37,7 +37,12 @@ class LoopbackChannel(Channel):
         record = self.inbound.begin(call.account_id, from_number=call.from_number, to_number=call.to_number,
                                     from_name=call.from_name, call_id=call_id, channel=self.name)
         received = []
-        phy_tx, phy_rx = await open_loopback_pair(clock)
+        pacing = bool(self.cfg["pacing"])
+        local = (self.cfg["address"], 0)
+        phy_rx = await open_t38_udptl(clock, T38PhyOptions(calling=False, pacing=pacing), local=local)
+        phy_tx = await open_t38_udptl(clock, T38PhyOptions(calling=True, pacing=pacing), local=local,
+                                      remote=phy_rx.transport.local_address)
+        phy_rx.transport.remote = phy_tx.transport.local_address
         try:
             sender = T30Session(phy_tx, clock, T30Config(ident=call.ident[:20]), send_pages=call.pages,
                                 calling=True, progress=progress)
@@ -61,6 +66,8 @@ class LoopbackChannel(Channel):
             for phy in (phy_tx, phy_rx):
                 with contextlib.suppress(Exception):
                     await phy.hangup()
+                with contextlib.suppress(Exception):
+                    phy.transport.close()
         await self.inbound.finish(record.id, rx, received)
         return tx
 
