@@ -8,8 +8,10 @@ seeded, so a run is reproducible:
   samples of that interval are negated.  One hit costs a few bits at 14400 bit/s (6 bits per
   symbol, then the descrambler multiplies errors), so the resulting bit error rate is of the same
   order as ``symbol_error_rate`` times a small factor; the exact figure depends on the modem.
-* ``noise_dbm0``: white Gaussian noise at that level (e.g. -40 is faint, -25 is harsh; fax
-  signals are sent near -13 dBm0).
+* ``noise_dbm0``: white Gaussian noise at that level, added only to 20 ms blocks that carry a
+  signal (fax signals are sent near -13 dBm0, so -35 leaves about 22 dB SNR).  The noise is
+  gated because spandsp 0.0.6's receivers detect the end of a carrier by energy: continuous
+  noise above about -55 dBm0 hides every carrier-off, and calls then fail or stall (measured).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ SAMPLE_RATE = 8000
 SAMPLES_PER_SYMBOL = SAMPLE_RATE / 2400   # 3.33 samples per 2400-baud symbol
 HIT_SAMPLES = 4                            # a hit covers one symbol, rounded up
 DBM0_RMS = 32768.0 * 10 ** (-3.14 / 20)    # rms of a 0 dBm0 signal in 16-bit linear (G.711 convention)
+GATE_RMS = DBM0_RMS * 10 ** (-43 / 20)     # blocks quieter than -43 dBm0 count as silence
 
 
 class LineDirection:
@@ -54,7 +57,7 @@ class LineDirection:
             out = samples.astype(np.int16, copy=True)
         if self.symbol_error_rate > 0.0:
             out = self._hit(out)
-        if self.noise_rms is not None:
+        if self.noise_rms is not None and n and np.sqrt(np.mean(out.astype(np.float64) ** 2)) > GATE_RMS:
             noisy = out.astype(np.float64) + self._rng.normal(0.0, self.noise_rms, n)
             out = np.clip(np.rint(noisy), -32768, 32767).astype(np.int16)
         return out

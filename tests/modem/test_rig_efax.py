@@ -100,3 +100,33 @@ async def test_efax_receives_from_call_mode(tmp_path):
     assert len(files) == PAGES, (files, log)
     got = [read_fax_pages(tmp_path / f)[0] for f in files]
     assert pages_identical(got, src)
+
+
+@pytest.mark.timeout(240)
+async def test_efax_to_efax_through_pair_mode(tmp_path):
+    """Two Class 1 DTEs through two modems; needs line delay (efax's AT+FRS race, see the reference)."""
+    src = make_fax_tiff(tmp_path / "src.tif", pages=1, height=HEIGHT, compression="group3")
+    files = efax_pages(tmp_path, src)
+    rig = Rig("pair", speed=SPEED, line_delay_ms=40, ring_interval=1.0)
+    paths = await rig.start()
+    prefix = tmp_path / "pairrx"
+    try:
+        receiver = asyncio.ensure_future(run_efax(
+            ["-d", paths["b"], "-o1", "-w", "-iS0=1", "-l", "+1 555 2222", "-v", "ewinchmaft", "-r", str(prefix)],
+            timeout=200))
+        await asyncio.sleep(1.5)        # let the receiver set up auto-answer before the call
+        rc, send_log = await run_efax(["-d", paths["a"], "-o1", "-l", "+1 555 1111", "-v", "ewinchmaft",
+                                       "-t", "222", *files], timeout=200)
+        rrc, recv_log = await receiver
+        assert rc == 0, send_log
+        assert rrc == 0, recv_log
+        result = (await rig.wait_results(1, timeout=20))[0]
+    finally:
+        await rig.stop()
+    assert result["answered"] and result["from"] == "a" and result["number"] == "222"
+    files = sorted(p for p in os.listdir(tmp_path) if p.startswith("pairrx"))
+    assert len(files) == 1, (files, recv_log)
+    page = read_fax_pages(tmp_path / files[0])[0]
+    header = page.shape[0] - src[0].shape[0]
+    assert 0 <= header <= 64
+    assert np.array_equal(page[header + 3:], src[0][3:])
