@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import sippy.Core.EventDispatcher as _ed_module
+import sippy.Network_server as _ns_module
 import sippy.SipTransactionManager as _tm_module
 import sippy.Udp_server as _udp_module
 from elperiodic.ElPeriodic import ElPeriodic
@@ -51,6 +52,7 @@ from sippy.CCEvents import (
     CCEventUpdate,
 )
 from sippy.Core.EventDispatcher import ED2
+from sippy.Exceptions.SipParseError import SipParseError
 from sippy.MsgBody import MsgBody
 from sippy.SipAddress import SipAddress
 from sippy.SipCallId import SipCallId
@@ -177,7 +179,7 @@ def _log_sippy_exception(msg: str, f: Any = None, extra: str | None = None) -> N
     log.debug("sippy exception detail", exc_info=True)
 
 
-for _module in (_ed_module, _tm_module, _udp_module):
+for _module in (_ed_module, _tm_module, _udp_module, _ns_module):
     _module.dump_exception = _log_sippy_exception  # type: ignore[attr-defined]
 
 
@@ -289,7 +291,23 @@ class _TransactionManager(SipTransactionManager):
             if len(parts) != 3 or parts[2].upper() != "SIP/2.0":
                 log.warning("malformed SIP from %s: bad request line %r; dropped", ra, first[:80])
                 return
-        super().handleIncoming(data_in, ra, server, rtime)
+        try:
+            super().handleIncoming(data_in, ra, server, rtime)
+        except Exception as exc:   # sippy 2.5 raises TypeError from its own 400 path on a bad body
+            reason, answered = str(exc), ""
+            text = data_in.decode() if isinstance(data_in, bytes) else data_in
+            try:
+                SipRequest(text)
+            except SipParseError as parse_error:
+                reason = str(parse_error)
+                resp = parse_error.sip_response
+                if resp is not None:
+                    with contextlib.suppress(Exception):
+                        self.transmitMsg(server, resp, resp.getHFBody("via").getTAddr(), None)
+                        answered = "; answered 400"
+            except Exception as other:
+                reason = str(other)
+            log.warning("malformed SIP from %s: %s%s", ra, reason, answered or "; dropped")
 
 
 class _FaxConnected(UaStateConnected):
@@ -301,12 +319,12 @@ class _FaxConnected(UaStateConnected):
 
     def _recvRequestInvite(self, req: Any) -> Any:  # noqa: N802
         if req.getBody() is None:
-            self.ua.uasResp = req.genResponse(100, "Trying", server=self.ua.local_ua)
-            self.ua.global_config["_sip_tm"].sendResponse(self.ua.uasResp)
-            self.ua.sendUasResponse(200, "OK", self.ua.lSDP, (self.ua.lContact,))
             core = getattr(self.ua, "fax_core", None)
             if core is not None:
                 core.offerless_reinvite()
+            self.ua.uasResp = req.genResponse(100, "Trying", server=self.ua.local_ua)
+            self.ua.global_config["_sip_tm"].sendResponse(self.ua.uasResp)
+            self.ua.sendUasResponse(200, "OK", self.ua.lSDP, (self.ua.lContact,))
             return None
         return super()._recvRequestInvite(req)
 
@@ -479,6 +497,7 @@ class _CallCore:
     def reject(self, code: int, reason: str) -> None:
         if self.ua is not None and not self.finished:
             self.ua.recvEvent(CCEventFail((code, reason)))
+            self.finish_failed(code, reason)
 
     def refuse_setup(self, code: int, reason: str, why: str) -> None:
         log.warning("call %s: refusing INVITE with %d %s: %s", self.call_id, code, reason, why)
