@@ -43,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"what dialling NUMBER gives: {', '.join(DIAL_RESULTS)} (repeatable)")
     p.add_argument("--link-dir", help="also create DIR/<modem name> symlinks to the ptys")
     p.add_argument("--exit-after", type=int, default=0, metavar="N", help="stop after N call results")
+    p.add_argument("--xonxoff", action="store_true", help="also signal flow control to the DTE as DC3/DC1")
     p.add_argument("--trace", action="store_true", help="log every DTE byte to stderr")
     p.add_argument("--log", action="store_true", help="spandsp protocol logs to stderr")
 
@@ -68,7 +69,7 @@ def config_from_args(args: argparse.Namespace) -> RigConfig:
         far_max_bit_rate=args.far_max_bit_rate, far_ident=args.far_ident, calls=args.calls,
         call_delay=args.call_delay, ring_interval=args.ring_interval, max_rings=args.max_rings,
         answer_delay=args.answer_delay, hangup_grace=args.hangup_grace, dial_results=dial_results,
-        link_dir=args.link_dir, trace=args.trace, log=args.log)
+        link_dir=args.link_dir, xonxoff=args.xonxoff, trace=args.trace, log=args.log)
 
 
 def _emit(tag: str, payload: Any) -> None:

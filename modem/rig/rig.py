@@ -68,6 +68,7 @@ class RigConfig:
     hangup_grace: float = 5.0                # how long one side runs on after the other hung up
     dial_results: dict[str, str] = field(default_factory=dict)   # number -> one of DIAL_RESULTS
     link_dir: str | None = None              # also make <link_dir>/<modem name> symlinks
+    xonxoff: bool = False                    # also send DC3/DC1 to the DTE when the modem's buffer fills/drains
     trace: bool = False                      # log every DTE byte (logger faxengine.rig)
     log: bool = False                        # spandsp log lines to logger faxengine.spandsp.*
 
@@ -154,7 +155,8 @@ class Rig:
         names = ("a", "b") if self.mode == "pair" else ("modem",)
         try:
             for name in names:
-                vm = VirtualModem(name, self._modem_control, trace=self.config.trace, log=self.config.log)
+                vm = VirtualModem(name, self._modem_control, trace=self.config.trace, log=self.config.log,
+                                  xonxoff=self.config.xonxoff)
                 self.modems[name] = vm
                 vm.attach(loop)
                 if self.config.link_dir:

@@ -10,6 +10,11 @@ import tty
 DLE, ETX = 0x10, 0x03
 
 
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class PtyDte:
     """Opens a pty path in raw mode and exchanges AT commands with bounded waits."""
 
@@ -21,8 +26,8 @@ class PtyDte:
 
     async def _fill(self, deadline: float) -> bool:
         loop = asyncio.get_running_loop()
-        ready = loop.create_future()
-        loop.add_reader(self.fd, lambda: ready.done() or ready.set_result(None))
+        ready: asyncio.Future[None] = loop.create_future()
+        loop.add_reader(self.fd, _resolve, ready)
         try:
             await asyncio.wait_for(ready, max(0.0, deadline - loop.time()))
         except TimeoutError:
@@ -38,14 +43,30 @@ class PtyDte:
         return True
 
     def write(self, data: bytes) -> None:
+        """Write a short command; raises BlockingIOError if the pty is full (use :meth:`send` for bulk)."""
+        self.transcript.append((">", data))
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+
+    async def send(self, data: bytes, timeout: float = 30.0) -> None:
+        """Write bulk data, waiting (without blocking the loop) while the modem holds us off."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         self.transcript.append((">", data))
         view = memoryview(data)
         while view:
             try:
-                n = os.write(self.fd, view)
-            except BlockingIOError:
+                view = view[os.write(self.fd, view):]
                 continue
-            view = view[n:]
+            except BlockingIOError:
+                pass
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(self.fd, _resolve, ready)
+            try:
+                await asyncio.wait_for(ready, max(0.0, deadline - loop.time()))
+            finally:
+                loop.remove_writer(self.fd)
 
     async def read_until(self, *endings: bytes, timeout: float = 10.0) -> bytes:
         """Everything up to and including the first of ``endings``; TimeoutError says what arrived."""

@@ -15,10 +15,16 @@ ControlHandler = Callable[["VirtualModem", ModemControl, "str | int"], None]
 
 
 class VirtualModem:
-    """T31Modem + PtyPort: DTE bytes flow only while the modem holds CTS on."""
+    """T31Modem + PtyPort: DTE bytes flow only while the modem holds CTS on.
 
-    def __init__(self, name: str, on_control: ControlHandler, *, trace: bool = False, log: bool = False) -> None:
+    A pty has no CTS line, so flow control reaches the DTE by the rig not reading (the kernel's
+    pty buffer fills and the DTE's writes block), and with ``xonxoff`` also as DC3/DC1 bytes.
+    """
+
+    def __init__(self, name: str, on_control: ControlHandler, *, trace: bool = False, log: bool = False,
+                 xonxoff: bool = False) -> None:
         self.name = name
+        self.xonxoff = xonxoff
         self._on_control = on_control
         self.port = PtyPort(name, self._from_dte, trace=trace)
         self.t31 = T31Modem(self.port.write, self._control, log=log, name=f"rig-{name}")
@@ -39,6 +45,8 @@ class VirtualModem:
         if op is ModemControl.CTS:
             if not arg:
                 self.cts_off_events += 1
+            if self.xonxoff:           # also tell the DTE in-band: DC3 = stop sending, DC1 = go on
+                self.port.write(b"\x11" if arg else b"\x13")
             self._sync_flow()
         self._on_control(self, op, arg)
 

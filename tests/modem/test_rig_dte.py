@@ -116,3 +116,31 @@ async def test_rig_rejects_bad_configuration(tmp_path):
     with pytest.raises(ValueError):
         Rig("pair", line_delay_ms=-5)
     await asyncio.sleep(0)
+
+
+@pytest.mark.timeout(60)
+async def test_flow_control_holds_off_a_fast_dte(tmp_path):
+    """+FTM data faster than 9600 bit/s: the modem's buffer fills, the rig stops reading (and sends
+    DC3/DC1 with xonxoff), and every byte still reaches the line: OK only comes after the last one."""
+    rig = Rig("answer", output_dir=str(tmp_path), speed=4.0, answer_delay=0.2, xonxoff=True)
+    paths = await rig.start()
+    dte = PtyDte(paths["modem"])
+    try:
+        await dte.command(b"ATE0")
+        await dte.command(b"AT+FCLASS=1")
+        await dte.command(b"ATD1", b"CONNECT\r\n", timeout=15)
+        await dte.read_until(b"OK\r\n", timeout=10)
+        assert (await dte.command(b"AT+FTM=96", b"CONNECT\r\n", b"ERROR\r\n")).endswith(b"CONNECT\r\n")
+        payload = bytes(range(256)).replace(b"\x10", b"\x10\x10") * 40        # ~10 kB, DLE-shielded
+        started = rig.samples
+        await dte.send(payload + b"\x10\x03", timeout=40)
+        done = await dte.read_until(b"OK\r\n", b"ERROR\r\n", timeout=40)
+        assert done.endswith(b"OK\r\n")
+        # line time (sample clock, not wall time) covers all the data: nothing was dropped
+        data_bytes = len(payload.replace(b"\x10\x10", b"\x10"))
+        assert (rig.samples - started) / 8000 >= data_bytes * 8 / 9600
+        assert rig.modems["modem"].cts_off_events > 0
+        assert b"\x13" in done and b"\x11" in done                          # XOFF then XON seen
+    finally:
+        dte.close()
+        await rig.stop()

@@ -137,3 +137,13 @@ def test_completion_text():
     assert spandsp.completion_text(0) == "OK"
     assert spandsp.completion_text(C.T30_ERR_CALLDROPPED) != "OK"
     assert spandsp.frame_name(0x80) == "DIS"
+
+
+def test_missing_library_gives_a_clear_error(monkeypatch):
+    from modem.spandsp import _lib
+
+    monkeypatch.setattr(_lib, "_lib", None)
+    monkeypatch.setattr(_lib, "SONAME", "libspandsp.so.999")
+    with pytest.raises(spandsp.SpandspUnavailable, match="libspandsp2"):
+        _lib.lib()
+    assert _lib.available() is False
