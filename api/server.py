@@ -25,7 +25,7 @@ def build(config: Config) -> tuple[AppContext, Scheduler, Notifier]:
     store = Store(config.storage_url)
     documents = DocumentService(store, FetchPolicy.from_config(config["fetch"]))
     notifier = Notifier(store, config, documents)
-    inbound = InboundRecorder(store, notifier)
+    inbound = InboundRecorder(store, notifier, config.node_id)
     channels = build_channels(config, inbound)
     scheduler = Scheduler(store, config, documents, channels, notifier)
     return AppContext(config, store, documents, scheduler), scheduler, notifier

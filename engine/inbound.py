@@ -32,9 +32,10 @@ def rx_result(result: SessionResult, pages: int) -> dict:
 
 
 class InboundRecorder:
-    def __init__(self, store: Store, notifier=None):  # noqa: ANN001
+    def __init__(self, store: Store, notifier=None, node: str | None = None):  # noqa: ANN001
         self.store = store
         self.notifier = notifier
+        self.node = node
 
     def begin(self, account_id: str, *, from_number: str, to_number: str, from_name: str = "",
               call_id: str = "", channel: str = "") -> Fax:
@@ -49,7 +50,8 @@ class InboundRecorder:
             "call_id": call_id,
             "channel": channel,
         }
-        return self.store.insert_fax(account_id, "in", "receiving", doc, progress={"phase": "answered"})
+        return self.store.insert_fax(account_id, "in", "receiving", doc, progress={"phase": "answered"},
+                                     node=self.node)
 
     def progress(self, fax_id: str, state: dict) -> None:
         try:

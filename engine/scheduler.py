@@ -105,6 +105,14 @@ class Scheduler:
                                    error_message="interrupted: the fax engine stopped during transmission",
                                    retryable=True)
             self.release(job, result)
+        for rec in self.store.processing_jobs(node, direction="in"):
+            log.warning("reception %s was interrupted; marking it failed", rec.id)
+            doc = dict(rec.doc)
+            doc["rx_result"] = {**(doc.get("rx_result") or {}), "success": False,
+                                "error_message": "interrupted: the fax engine stopped during reception"}
+            with contextlib.suppress(Conflict):
+                self.store.update_fax(rec.id, expect_status=["receiving"], doc=doc, status="failed",
+                                      progress={"phase": "done", "status": "failed"})
 
     def wake(self) -> None:
         self._wake.set()

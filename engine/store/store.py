@@ -210,13 +210,13 @@ class Store:
 
     def insert_fax(self, account_id: str, direction: str, status: str, doc: dict, *,
                    next_attempt: float | None = None, files: dict[str, tuple[str, bytes]] | None = None,
-                   fax_id: str | None = None, progress: dict | None = None) -> Fax:
+                   fax_id: str | None = None, progress: dict | None = None, node: str | None = None) -> Fax:
         fax_id = fax_id or new_id()
         now = gregorian_now()
         doc = dict(doc)
         row = dict(id=fax_id, account_id=account_id, direction=direction, status=status, created=now,
                    modified=now, to_number=doc.get("to_number"), from_number=doc.get("from_number"),
-                   attempts=int(doc.get("attempts") or 0), next_attempt=next_attempt, node=None,
+                   attempts=int(doc.get("attempts") or 0), next_attempt=next_attempt, node=node,
                    claimed_at=None, cancel_reason=None, progress=dumps(progress) if progress else None,
                    deleted=False, rev=next_rev(None, doc, status), doc=dumps(doc))
         with self._write() as conn, conn.begin():
@@ -340,8 +340,10 @@ class Store:
                 return None
         return self.get_fax(fax_id)
 
-    def processing_jobs(self, node: str | None = None) -> list[Fax]:
-        q = select(faxes).where(faxes.c.direction == "out", faxes.c.status == "processing")
+    def processing_jobs(self, node: str | None = None, direction: str = "out") -> list[Fax]:
+        """Jobs in transmission (direction "out") or receptions in progress ("in"), of ``node`` if given."""
+        status = "processing" if direction == "out" else "receiving"
+        q = select(faxes).where(faxes.c.direction == direction, faxes.c.status == status)
         if node is not None:
             q = q.where(or_(faxes.c.node == node, faxes.c.node.is_(None)))
         with self._read() as conn:
