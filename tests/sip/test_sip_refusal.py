@@ -1,0 +1,56 @@
+"""A far end that refuses T.38: a real pjsua2 (pjsip 2.14) endpoint answering audio only."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+
+import pytest
+from sip_helpers import HERE, direct_trunk, free_udp_port
+
+from t38.sip import CallFailure
+from t38.trunk import SipConfig
+
+pytest.importorskip("pjsua2", reason="pjsua2-pybind11 not installed")
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture
+def pjsua_peer():
+    port = free_udp_port()
+    proc = subprocess.Popen([sys.executable, str(HERE / "pjsua_peer.py"), str(port), "60"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 20
+    lines: list[str] = []
+    while time.monotonic() < deadline and not (lines and lines[-1].startswith("READY")):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    if not (lines and lines[-1].startswith("READY")):
+        proc.kill()
+        pytest.fail(f"pjsua peer did not start: {''.join(lines)[-2000:]}")
+    yield port, proc
+    proc.kill()
+    proc.wait(5)
+
+
+async def test_pjsua_answers_488_to_t38_and_the_attempt_ends_with_t38_refused(endpoints, pjsua_peer):
+    port, proc = pjsua_peer
+    ep = await endpoints(SipConfig(port=0, trunks=(direct_trunk(port, t38_request_as_caller=0.3,
+                                                                retry_on_t38_refused=False),)))
+    call = await ep.call("pj", "peer")
+    assert call.mode == "audio"
+    with pytest.raises(CallFailure) as info:
+        await asyncio.wait_for(call.t38_ready, 20)
+    failure = info.value
+    assert failure.error_code == "t38_refused"
+    assert failure.error_message.startswith("remote refused T.38")
+    assert failure.sip_code == 488 and failure.retryable is False
+    result = failure.to_result("send")
+    assert result.tx_result()["error_message"].startswith("remote refused T.38")
+    end = await asyncio.wait_for(call.ended, 10)
+    assert end.by == "local"            # we hung up after the refusal
+    assert ep.active_calls() == 0
