@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--bilevel", choices=("auto", "text", "photo"), default="auto")
     p.add_argument("--page-limit", type=int, default=DEFAULT_PAGE_LIMIT, metavar="N",
                    help=f"refuse documents of more than N pages (default {DEFAULT_PAGE_LIMIT})")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="render long PDFs in N processes (default 1; pays on idle cores only)")
     p.set_defaults(func=_guarded(_convert, "convert"))
 
     p = subparsers.add_parser("topdf", help="convert a TIFF-F fax file to PDF without loss")
@@ -92,11 +94,15 @@ def _convert(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress = _Progress()
     partial = args.output + ".part"
+    options = dict(compression=args.compression, resolution=args.resolution, paper=args.paper,
+                   bilevel=args.bilevel, page_limit=args.page_limit, progress=progress)
     try:
-        result = convert_to_tiff(
-            args.input, partial, compression=args.compression, resolution=args.resolution, paper=args.paper,
-            bilevel=args.bilevel, page_limit=args.page_limit, progress=progress,
-        )
+        if args.workers > 1:
+            from .parallel import convert_to_tiff_parallel
+
+            result = convert_to_tiff_parallel(args.input, partial, workers=args.workers, **options)
+        else:
+            result = convert_to_tiff(args.input, partial, **options)
         os.replace(partial, args.output)
     finally:
         progress.finish()

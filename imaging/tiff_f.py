@@ -152,6 +152,13 @@ class TiffFWriter:
             raise ImagingError(f"a TIFF-F page is {FAX_WIDTH} pixels wide, not {page.width}")
         if strip is None:
             strip = encode_strip(page, self.compression, byte_align=self.byte_align)
+        return self.add_coded(strip, page.rows, page.y_dpi, quality=quality, when=when, x_dpi=page.x_dpi)
+
+    def add_coded(
+        self, strip: bytes, rows: int, y_dpi: int, *, quality: ReceptionQuality | None = None,
+        when: dt.datetime | None = None, x_dpi: int = X_DPI, width: int = FAX_WIDTH,
+    ) -> int:
+        """Append a page already coded (FillOrder 1) with this writer's compression and EOL alignment."""
         if self.fill_order == 2:
             strip = reverse_bits(strip)
         fp = self._fp
@@ -163,18 +170,18 @@ class TiffFWriter:
         when = when or dt.datetime.now()
         entries: list[tuple[int, int, int, bytes]] = [
             (NEW_SUBFILE_TYPE, _LONG, 1, struct.pack("<I", 2)),
-            (IMAGE_WIDTH, _LONG, 1, struct.pack("<I", page.width)),
-            (IMAGE_LENGTH, _LONG, 1, struct.pack("<I", page.rows)),
+            (IMAGE_WIDTH, _LONG, 1, struct.pack("<I", width)),
+            (IMAGE_LENGTH, _LONG, 1, struct.pack("<I", rows)),
             (BITS_PER_SAMPLE, _SHORT, 1, struct.pack("<H", 1)),
             (COMPRESSION, _SHORT, 1, struct.pack("<H", TIFF_COMPRESSION[self.compression])),
             (PHOTOMETRIC, _SHORT, 1, struct.pack("<H", 0)),
             (FILL_ORDER, _SHORT, 1, struct.pack("<H", self.fill_order)),
             (STRIP_OFFSETS, _LONG, 1, struct.pack("<I", strip_at)),
             (SAMPLES_PER_PIXEL, _SHORT, 1, struct.pack("<H", 1)),
-            (ROWS_PER_STRIP, _LONG, 1, struct.pack("<I", page.rows)),
+            (ROWS_PER_STRIP, _LONG, 1, struct.pack("<I", rows)),
             (STRIP_BYTE_COUNTS, _LONG, 1, struct.pack("<I", len(strip))),
-            (X_RESOLUTION, _RATIONAL, 1, struct.pack("<II", page.x_dpi, 1)),
-            (Y_RESOLUTION, _RATIONAL, 1, struct.pack("<II", page.y_dpi, 1)),
+            (X_RESOLUTION, _RATIONAL, 1, struct.pack("<II", x_dpi, 1)),
+            (Y_RESOLUTION, _RATIONAL, 1, struct.pack("<II", y_dpi, 1)),
             (PLANAR_CONFIG, _SHORT, 1, struct.pack("<H", 1)),
             (RESOLUTION_UNIT, _SHORT, 1, struct.pack("<H", 2)),
             (PAGE_NUMBER, _SHORT, 2, struct.pack("<HH", self.pages, 0)),

@@ -96,3 +96,18 @@ def test_long_document_shows_progress_on_a_pipe(tmp_path, helpers, capsys):
     err = capsys.readouterr().err
     assert "25/25 pages" in err and "\r" not in err
     assert np.asarray(list(read_tiff_f(tmp_path / "o.tif"))[24].page.pixels).any()
+
+
+def test_two_workers_write_the_same_file_as_one(tmp_path, helpers):
+    from reportlab.lib.pagesizes import letter
+
+    from imaging.parallel import convert_to_tiff_parallel
+
+    source = tmp_path / "long.pdf"
+    source.write_bytes(helpers.pdf_bytes([(letter, helpers.draw_mixed), (letter, helpers.draw_text("t"))] * 8))
+    serial, parallel = tmp_path / "serial.tif", tmp_path / "parallel.tif"
+    assert main(["convert", str(source), "-o", str(serial)]) == 0
+    result = convert_to_tiff_parallel(source, parallel, workers=2)
+    assert result.pages == 16
+    one, two = list(read_tiff_f(serial)), list(read_tiff_f(parallel))
+    assert all(np.array_equal(a.page.pixels, b.page.pixels) for a, b in zip(one, two, strict=True))
