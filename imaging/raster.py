@@ -83,7 +83,15 @@ class RasterDocument:
                     except Exception as exc:
                         raise ImagingError(f"image page {index + 1} cannot be read ({_reason(exc)})") from None
                     self._check_size(index)
-                yield self._page(index, y_dpi, paper, bilevel)
+                try:
+                    page = self._page(index, y_dpi, paper, bilevel)
+                except ImagingError:
+                    raise
+                except MemoryError:
+                    raise ImagingError(f"image page {index + 1} is too large to convert") from None
+                except Exception as exc:  # an exotic mode or a decoder fault: a clear error, not a crash
+                    raise ImagingError(f"image page {index + 1} cannot be converted ({_reason(exc)})") from None
+                yield page
         finally:
             self.close()
 

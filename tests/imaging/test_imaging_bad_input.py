@@ -123,6 +123,19 @@ def test_corrupt_and_truncated_images():
     assert "corrupt" in error_of(b"II*\x00" + b"\xff" * 40)
 
 
+def test_exotic_image_mode_and_looping_tiff():
+    buf = io.BytesIO()
+    Image.new("LAB", (50, 60)).save(buf, "TIFF")
+    assert "cannot be converted" in error_of(buf.getvalue())
+    buf = io.BytesIO()
+    Image.new("L", (100, 100), 128).save(buf, "TIFF")
+    data = bytearray(buf.getvalue())
+    ifd = struct.unpack("<I", data[4:8])[0]
+    entries = struct.unpack("<H", data[ifd : ifd + 2])[0]
+    data[ifd + 2 + 12 * entries : ifd + 6 + 12 * entries] = struct.pack("<I", ifd)  # next IFD = itself
+    assert len(list(convert(bytes(data)))) == 1  # the loop is cut, no hang
+
+
 def test_invalid_utf8_text():
     assert "UTF-8" in error_of(b"plain start " + b"\xc3\x28" * 3 + b" more text\n" * 10)
 
