@@ -116,8 +116,8 @@ class Trunk:
             raise TrunkConfigError(f"trunk {self.name}: register = true needs a registrar")
         if self.register and not self.username:
             raise TrunkConfigError(f"trunk {self.name}: register = true needs a username")
-        if not 30 <= self.register_expires <= 86400:
-            raise TrunkConfigError(f"trunk {self.name}: register_expires must be 30..86400")
+        if not 10 <= self.register_expires <= 86400:
+            raise TrunkConfigError(f"trunk {self.name}: register_expires must be 10..86400")
         if not self.codecs:
             raise TrunkConfigError(f"trunk {self.name}: codecs must not be empty")
         for codec in self.codecs:
