@@ -83,7 +83,7 @@ class MailSink:
 # ---------------------------------------------------------------- the document server
 
 class DocServer:
-    """Serves files from a dict; /redirect/N chains N redirects; /slow never ends."""
+    """Serves files from a dict; /redirect/N chains N redirects; /goto/<host>/<path> redirects elsewhere."""
 
     def __init__(self) -> None:
         self.files: dict[str, tuple[str, bytes]] = {}
@@ -104,6 +104,13 @@ class DocServer:
                     target = "/doc.pdf" if n <= 1 else f"/redirect/{n - 1}"
                     self.send_response(302)
                     self.send_header("Location", target)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if self.path.startswith("/goto/"):   # /goto/<host>/<path>: redirect to another host
+                    _, _, host, rest = self.path.split("/", 3)
+                    self.send_response(302)
+                    self.send_header("Location", f"http://{host}:{self.server.server_address[1]}/{rest}")
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return

@@ -1,0 +1,236 @@
+"""The scheduler and store in-process on a real SQLite file, with a scripted channel standing in for
+the far end so that busy/no-answer/training outcomes and concurrency can be driven exactly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from faxapi_helpers import make_pdf
+
+from engine.channels.base import Channel, OutboundCall
+from engine.config import load_config
+from engine.fetch import FetchPolicy
+from engine.result import SessionResult
+from engine.scheduler import Scheduler
+from engine.store import Store
+from engine.store.documents import DocumentService
+
+
+class ScriptedChannel(Channel):
+    """Answers each call with the next scripted result; ``hold`` keeps calls up until released."""
+
+    name = "scripted"
+
+    def __init__(self, results: list[SessionResult] | None = None, hold: bool = False):
+        self.results = list(results or [])
+        self.calls: list[OutboundCall] = []
+        self.active = 0
+        self.max_active = 0
+        self.max_per_number: dict[str, int] = {}
+        self._per_number: dict[str, int] = {}
+        self.release = asyncio.Event()
+        if not hold:
+            self.release.set()
+        self.aborted: dict[str, str] = {}
+
+    async def send(self, call: OutboundCall, progress) -> SessionResult:  # noqa: ANN001
+        self.calls.append(call)
+        self.active += 1
+        self._per_number[call.to_number] = self._per_number.get(call.to_number, 0) + 1
+        self.max_active = max(self.max_active, self.active)
+        self.max_per_number[call.to_number] = max(self.max_per_number.get(call.to_number, 0),
+                                                  self._per_number[call.to_number])
+        progress({"phase": "B", "page": 0})
+        try:
+            await self.release.wait()
+        finally:
+            self.active -= 1
+            self._per_number[call.to_number] -= 1
+        if call.job_id in self.aborted:
+            return SessionResult(success=False, error_code="aborted", error_message=self.aborted[call.job_id],
+                                 retryable=False)
+        if self.results:
+            return self.results.pop(0)
+        return SessionResult(success=True, pages_sent=len(call.pages), fax_speed=9600)
+
+    def abort(self, job_id: str, reason: str) -> bool:
+        self.aborted[job_id] = reason
+        self.release.set()
+        return True
+
+
+def busy() -> SessionResult:
+    return SessionResult(success=False, error_code="busy", error_message="line busy", retryable=True)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def account(store):
+    return store.create_account("sched")
+
+
+def make_scheduler(store, channel, **scheduler_cfg) -> Scheduler:  # noqa: ANN001, ANN003
+    config = load_config(None)
+    config["scheduler"].update({"poll_interval": 0.02, "default_retry_delay": 0.05}, **scheduler_cfg)
+    config["channels"]["default"] = "scripted"
+    docs = DocumentService(store, FetchPolicy())
+    return Scheduler(store, config, docs, {"scripted": channel})
+
+
+PDF = make_pdf(1)
+
+
+def add_job(store, account, to_number="15550001111", retries=1, **doc):  # noqa: ANN001, ANN003
+    body = {"from_number": "15559990000", "to_number": to_number, "retries": retries, "attempts": 0, **doc}
+    return store.insert_fax(account.id, "out", "pending", body, next_attempt=time.time(),
+                            files={"original_file.pdf": ("application/pdf", PDF)})
+
+
+async def wait_final(store, fax_id, timeout=20.0):  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        f = store.get_fax(fax_id, include_deleted=True)
+        if f.status in ("completed", "failed"):
+            return f
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"job still {f.status}")
+
+
+async def test_retry_after_busy_then_success(store, account):
+    channel = ScriptedChannel([busy()])
+    sched = make_scheduler(store, channel, retry_delay={"busy": 0.3})
+    job = add_job(store, account, retries=3)
+    await sched.start()
+    try:
+        # after the busy attempt the job waits for its cause's delay
+        deadline = time.monotonic() + 10
+        while not (f := store.get_fax(job.id)).attempts:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        if f.status == "pending":
+            assert f.next_attempt - time.time() <= 0.3 and f.doc["tx_result"]["error_message"] == "line busy"
+        done = await wait_final(store, job.id)
+    finally:
+        await sched.stop()
+    assert done.status == "completed" and done.attempts == 2 and done.doc["tx_result"]["success"] is True
+    assert len(channel.calls) == 2 and len(channel.calls[0].pages) == 1
+    # converted once: the second attempt used the stored TIFF-F
+    assert "fax_file.tiff" in store.attachment_names(job.id)
+
+
+async def test_retries_is_the_maximum_number_of_attempts(store, account):
+    channel = ScriptedChannel([busy() for _ in range(10)])
+    sched = make_scheduler(store, channel, retry_delay={"busy": 0.01})
+    job = add_job(store, account, retries=2)
+    await sched.start()
+    try:
+        done = await wait_final(store, job.id)
+    finally:
+        await sched.stop()
+    assert done.status == "failed" and done.attempts == 2 and len(channel.calls) == 2
+    assert done.doc["tx_result"]["error_message"] == "line busy"
+
+
+async def test_not_retryable_fails_at_once(store, account):
+    channel = ScriptedChannel([SessionResult(success=False, error_code="incompatible", retryable=False,
+                                             error_message="remote cannot receive fine resolution")])
+    sched = make_scheduler(store, channel)
+    job = add_job(store, account, retries=4)
+    await sched.start()
+    try:
+        done = await wait_final(store, job.id)
+    finally:
+        await sched.stop()
+    assert done.status == "failed" and done.attempts == 1
+
+
+async def test_account_limit_and_one_call_per_number(store, account):
+    channel = ScriptedChannel(hold=True)
+    sched = make_scheduler(store, channel, max_outbound_per_account=2)
+    jobs = [add_job(store, account, to_number=f"1555000{i:04d}") for i in range(4)]
+    same = [add_job(store, account, to_number="15551112222") for _ in range(3)]
+    other = store.create_account("other")
+    other_job = add_job(store, other, to_number="15553334444")
+    await sched.start()
+    try:
+        await asyncio.sleep(0.5)
+        per_account = {}
+        for f in jobs + same + [other_job]:
+            cur = store.get_fax(f.id)
+            if cur.status == "processing":
+                per_account[cur.account_id] = per_account.get(cur.account_id, 0) + 1
+        assert per_account[account.id] == 2 and per_account[other.id] == 1
+        channel.release.set()
+        for f in jobs + same + [other_job]:
+            assert (await wait_final(store, f.id)).status == "completed"
+    finally:
+        await sched.stop()
+    assert channel.max_per_number["15551112222"] == 1
+    assert channel.max_active <= 3
+
+
+async def test_document_errors_fail_without_dialling(store, account):
+    channel = ScriptedChannel()
+    sched = make_scheduler(store, channel)
+    nodoc = store.insert_fax(account.id, "out", "pending", {"from_number": "1", "to_number": "22", "retries": 3},
+                             next_attempt=time.time())
+    corrupt = store.insert_fax(account.id, "out", "pending", {"from_number": "1", "to_number": "23", "retries": 3},
+                               next_attempt=time.time(),
+                               files={"original_file.pdf": ("application/pdf", b"%PDF-1.4 x")})
+    await sched.start()
+    try:
+        a = await wait_final(store, nodoc.id)
+        b = await wait_final(store, corrupt.id)
+    finally:
+        await sched.stop()
+    assert a.status == b.status == "failed" and channel.calls == []
+    assert a.doc["tx_result"]["error_message"] == "no attachment found"
+    assert "can not convert" in b.doc["tx_result"]["error_message"]
+
+
+async def test_cancel_running_call(store, account):
+    channel = ScriptedChannel(hold=True)
+    sched = make_scheduler(store, channel)
+    job = add_job(store, account, retries=3)
+    await sched.start()
+    try:
+        while store.get_fax(job.id).status != "processing" or not channel.calls:
+            await asyncio.sleep(0.01)
+        store.update_fax(job.id, cancel_reason="cancelled by test")   # as another node's API would
+        done = await wait_final(store, job.id)
+    finally:
+        await sched.stop()
+    assert done.status == "failed" and done.attempts == 1
+    assert done.doc["tx_result"]["error_message"] == "cancelled by test"
+    assert channel.aborted == {job.id: "cancelled by test"}
+
+
+def test_recover_interrupted_jobs(store, account):
+    retry = add_job(store, account, retries=2)
+    last = add_job(store, account, retries=1)
+    for f in (retry, last):
+        assert store.claim(f.id, "dead-node").status == "processing"
+    assert store.claim(retry.id, "other") is None   # a claim is atomic
+    sched = make_scheduler(store, ScriptedChannel())
+    sched.recover()
+    a, b = store.get_fax(retry.id), store.get_fax(last.id)
+    assert a.status == "pending" and a.attempts == 1 and "interrupted" in a.doc["tx_result"]["error_message"]
+    assert b.status == "failed" and b.attempts == 1 and "interrupted" in b.doc["tx_result"]["error_message"]
+
+
+def test_revisions_are_couchdb_style(store, account):
+    f = add_job(store, account)
+    n, digest = f.rev.split("-")
+    assert n == "1" and len(digest) == 32
+    g = store.update_fax(f.id, doc={**f.doc, "to_name": "x"})
+    assert g.rev.startswith("2-") and g.rev != f.rev
+    with pytest.raises(Exception, match="changed"):
+        store.update_fax(f.id, expect_rev=f.rev, doc=f.doc)
