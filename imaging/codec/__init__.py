@@ -16,8 +16,8 @@ import enum
 
 import numpy as np
 
-from .decode import Decoded, decode_eol, decode_mmr
-from .encode import encode_page, reverse_bits
+from .decoder import Decoded, decode_eol, decode_mmr
+from .encoder import encode_page, reverse_bits
 
 __all__ = [
     "Compression",

@@ -1,0 +1,347 @@
+"""T.4 MH/MR and T.6 MMR encoders, vectorised with numpy.
+
+How it works, so nobody has to rediscover it:
+* The page is coded in bands of rows (BAND_ROWS) so the working arrays stay in the CPU cache;
+  within a band everything is whole-array numpy, no loop per row or per pixel.
+* Changing elements of every row come from one ``np.flatnonzero`` over a band-sized mask with
+  sentinel columns (value = width) at the end of each row.
+* 1-D rows: runs are differences of consecutive changing elements; a run is one code word
+  (make-up and terminating code merged, at most 25 bits; runs >= 2624 add 2560 make-ups).
+* 2-D rows (MR, MMR): when the coder looks for the next a1 = a_k, a0 is always a_{k-1}
+  (after a vertical step a0 = a1, after a horizontal step a0 = a2, the element just before the
+  next a1), moved on only by pass modes, whose number follows from how many reference changes
+  lie before a1 (a rank query on the bit-packed mask: prefix popcounts of 64-bit words). So
+  every a_k's mode is found in parallel; the only sequential part, "a_k was consumed as a2 of a
+  horizontal step", is a parity over runs of consecutive horizontal candidates
+  (``np.maximum.accumulate``).
+* Code words are (end bit position, value) pairs, ends from cumulative sums; packing adds each
+  value, shifted into place, to 32-bit big-endian words with ``np.bincount`` (words never
+  overlap, so sum == OR).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import tables as t
+
+EOL_LEN = 12
+LONG_RUN = 2624  # runs from here on need 2560 make-up codes first
+BAND_ROWS = 256
+_U64 = np.uint64
+_I = np.int32  # index dtype inside a band: halves memory traffic
+
+
+def _run_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Merged make-up + terminating code for every run 0..2623, colour-major: index colour * 2624 + run."""
+    val = np.zeros(2 * LONG_RUN, dtype=np.uint64)
+    ln = np.zeros(2 * LONG_RUN, dtype=_I)
+    for colour in (0, 1):
+        cv, cl = t.run_code_arrays(colour)
+        for run in range(LONG_RUN):
+            mk, term = run >> 6, run & 63
+            v, n = int(cv[term]), int(cl[term])
+            if mk:
+                v |= int(cv[64 + mk]) << n
+                n += int(cl[64 + mk])
+            val[colour * LONG_RUN + run] = v
+            ln[colour * LONG_RUN + run] = n
+    return val, ln
+
+
+_RUN_VAL, _RUN_LEN = _run_tables()
+_EXT_VAL = int(t.run_code_arrays(0)[0][64 + 40])  # 2560 make-up, same for both colours
+_EXT_LEN = len(t.EXT_MAKEUP[-1])
+_VERT_VAL8 = np.array([int(c, 2) for c in t.MODE_VERT] + [0], dtype=np.uint64)  # index (a1 - b1 + 3) & 7
+_VERT_LEN8 = np.array([len(c) for c in t.MODE_VERT] + [0], dtype=_I)
+_MAX_MERGED_PASSES = 6  # 6 pass codes + a 7-bit mode code fit one 31-bit word
+_PASSES = np.array([sum(1 << (4 * i) for i in range(n)) for n in range(_MAX_MERGED_PASSES + 1)], dtype=np.uint64)
+_LOW_BITS = np.array([(1 << i) - 1 for i in range(64)], dtype=np.uint64)
+_REVERSE = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
+
+
+def reverse_bits(data: bytes) -> bytes:
+    """Swap the bit order inside every byte (FillOrder 1 <-> 2)."""
+    return data.translate(_REVERSE)
+
+
+class _Words:
+    """Accumulates code words given as (end position, value) into a big-endian bit stream."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[int, np.ndarray]] = []  # (first word, float sums)
+        self.pending: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def add(self, end, val) -> None:
+        end = np.asarray(end, dtype=np.int64)
+        if end.size:
+            self.pending.append((end, np.broadcast_to(np.asarray(val, dtype=np.uint64), end.shape)))
+
+    def flush(self) -> None:
+        """Pack the pending words (one band) into a local range of 32-bit words."""
+        if not self.pending:
+            return
+        lo_word = min(int(e.min()) - 1 for e, _ in self.pending) >> 5
+        hi_word = max(int(e.max()) - 1 for e, _ in self.pending) >> 5
+        size = hi_word - lo_word + 2
+        acc = np.zeros(size)
+        for end, val in self.pending:
+            last = end - 1
+            w = (last >> 5) - (lo_word - 1)
+            x = val << (31 - (last & 31)).astype(_U64)  # value <= 33 bits, so x fits 64 bits
+            acc += np.bincount(w, weights=(x & _U64(0xFFFFFFFF)).astype(np.float64), minlength=size)
+            acc += np.bincount(w - 1, weights=(x >> _U64(32)).astype(np.float64), minlength=size)
+        self.parts.append((lo_word - 1, acc))  # acc[i] holds word lo_word - 1 + i
+        self.pending.clear()
+
+    def pack(self, total_bits: int) -> bytes:
+        self.flush()
+        nwords = total_bits // 32 + 1
+        words = np.zeros(nwords + 3)  # words[i + 1] is word i
+        for base, acc in self.parts:
+            words[base + 1 : base + 1 + acc.size] += acc
+        return words[1 : nwords + 1].astype(">u4").tobytes()[: (total_bits + 7) // 8]
+
+
+def _run_words(length: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """(value, bits) of each run's merged code word; plus extra 2560 make-ups for very long runs."""
+    long_sel = None
+    if length.size and int(length.max()) >= LONG_RUN:
+        n_ext = np.where(length >= LONG_RUN, (length - LONG_RUN) // 2560 + 1, 0).astype(_I)
+        length = length - 2560 * n_ext
+        long_sel = np.flatnonzero(n_ext)
+    ix = colour * LONG_RUN + length
+    val = _RUN_VAL[ix]
+    bits = _RUN_LEN[ix]
+    if long_sel is None:
+        return val, bits, None
+    ext = n_ext[long_sel]
+    bits = bits + n_ext * _EXT_LEN
+    return val, bits, (long_sel, ext)
+
+
+def _add_runs(words: _Words, end: np.ndarray, val: np.ndarray, bits: np.ndarray, ext) -> None:
+    words.add(end, val)
+    if ext is not None:
+        sel, cnt = ext
+        rep = np.repeat(sel, cnt)
+        within = np.arange(rep.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        last_ext_end = end[rep] - (bits[rep] - cnt.repeat(cnt) * _EXT_LEN)
+        words.add(last_ext_end - within * _EXT_LEN, _EXT_VAL)
+
+
+def _ends(bits: np.ndarray, first: np.ndarray, counts: np.ndarray, data_start: np.ndarray) -> np.ndarray:
+    """End bit of each code unit, given units grouped by row and each row's data start bit."""
+    end = np.cumsum(bits, dtype=np.int64)
+    row_base = end[first] - bits[first]
+    end += np.repeat(data_start - row_base, counts)
+    return end
+
+
+class _OneD:
+    """MH coding of a set of rows."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        rows, width = pixels.shape
+        wp = width + 1
+        pad = np.empty((rows, wp), dtype=bool)  # pad[:, c] = colour of the run that ends at column c
+        pad[:, 0] = False
+        pad[:, 1:] = pixels
+        mask = np.empty((rows, wp), dtype=bool)
+        np.not_equal(pad[:, 1:], pad[:, :-1], out=mask[:, :width])
+        mask[:, width] = True  # row end
+        flat = np.flatnonzero(mask).astype(_I)
+        last = np.searchsorted(flat, np.arange(rows, dtype=_I) * wp + width)  # each row's end entry
+        first = np.empty(rows, dtype=np.int64)
+        first[0] = 0
+        first[1:] = last[:-1] + 1
+        length = np.diff(flat, prepend=_I(-1))
+        length[first] -= 1
+        colour = pad.reshape(-1)[flat].view(np.uint8)
+        self.val, self.bits, self.ext = _run_words(length, colour.astype(_I))
+        self.first = first
+        self.row_bits = np.add.reduceat(self.bits, first, dtype=np.int64)
+        self.counts = last - first + 1
+
+    def place(self, words: _Words, data_start: np.ndarray) -> None:
+        end = _ends(self.bits, self.first, self.counts, data_start)
+        _add_runs(words, end, self.val, self.bits, self.ext)
+
+
+class _TwoD:
+    """2-D coding of rows against the previous row; `ref` is the line above the first row (None = white)."""
+
+    def __init__(self, pixels: np.ndarray, ref: np.ndarray | None, coded_rows: np.ndarray | None) -> None:
+        rows, width = pixels.shape
+        wp = width + 3
+        mask = np.empty((rows + 1, wp), dtype=bool)  # mask row 0: the reference line above row 0
+        if ref is None:
+            mask[0, :width] = False
+        else:
+            mask[0, 0] = ref[0]
+            np.not_equal(ref[1:], ref[:-1], out=mask[0, 1:width])
+        mask[1:, 0] = pixels[:, 0]
+        np.not_equal(pixels[:, 1:], pixels[:, :-1], out=mask[1:, 1:width])
+        mask[:, width:] = True  # three sentinels: b1, b2 and a2 may lie past the last change
+        mflat = mask.reshape(-1)
+        flat = np.flatnonzero(mflat).astype(_I)
+        row = flat // _I(wp)
+        col = flat - row * _I(wp)
+        colc = np.empty(flat.size + 2, dtype=_I)
+        np.minimum(col, width, out=colc[: flat.size])
+        colc[flat.size :] = width
+        # rank structure: bit p of the mask is bit (p & 63) of little-endian word p >> 6
+        packed = np.packbits(mflat, bitorder="little")
+        packed = np.concatenate([packed, np.zeros(-packed.size % 8 + 8, dtype=np.uint8)]).view("<u8")
+        pop = np.bitwise_count(packed).astype(_I)
+        pop_before = np.cumsum(pop, dtype=_I) - pop
+        start = np.searchsorted(flat, np.arange(rows + 1, dtype=_I) * wp).astype(_I)  # first entry of each row
+
+        c0 = int(start[1])
+        n = flat.size - c0
+        rowc = row[c0:]
+        a1 = colc[c0 : c0 + n]
+        k = np.arange(c0, c0 + n, dtype=_I) - start[rowc]
+        first = k == 0
+        a0 = np.where(first, _I(-1), col[c0 - 1 : c0 - 1 + n])  # previous entry's column
+        ref_base = (rowc - 1) * _I(wp)
+        ref0 = start[rowc - 1]
+        # rank: number of mask entries before (reference row, a1) = reference changes left of a1
+        pos = ref_base + a1
+        wi = pos >> 6
+        m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63]).astype(_I)
+        # j0 = first reference entry > a0 = rank(a0) + [reference has a change at a0]
+        j0 = np.empty(n, dtype=_I)
+        j0[1:] = m[:-1]
+        j0[0] = 0
+        j0 += mflat.view(np.uint8)[ref_base + a0]
+        j0 = np.where(first, ref0, j0)
+        j = j0 + (((j0 - ref0) ^ k) & 1)  # b1 changes to a1's colour: same parity as k
+        npass = np.maximum(m - j, 0) >> 1
+        jb1 = j + 2 * npass
+        d = a1 - colc[jb1]
+        horiz = (d > 3) | (d < -3)
+        g = first.copy()
+        g[1:] |= ~horiz[:-1]
+        idx = np.arange(n, dtype=_I)
+        s = np.maximum.accumulate(np.where(g, idx, _I(0)))
+        valid = (((idx - s) & 1) == 0) & (a0 < width)
+        if coded_rows is not None:
+            valid &= coded_rows[rowc - 1]
+        st = np.flatnonzero(valid)
+        npass = npass[st]
+        hs = np.flatnonzero(horiz[st])
+        self.hs = hs
+        sth = st[hs]
+        colour = k[sth] & 1
+        a1h = a1[sth]
+        a0h = np.where(npass[hs] > 0, colc[np.maximum(jb1[sth] - 1, 0)], np.maximum(a0[sth], 0))
+        a2 = colc[c0 + sth + 1]
+        self.r1 = _run_words(a1h - a0h, colour)
+        self.r2 = _run_words(a2 - a1h, 1 - colour)
+        dv = (d[st] + 3) & 7
+        mode_val = _VERT_VAL8[dv]
+        mode_len = _VERT_LEN8[dv]
+        mode_val[hs] = 1
+        mode_len[hs] = 3
+        bits = 4 * npass + mode_len
+        self.many = np.flatnonzero(npass > _MAX_MERGED_PASSES)
+        ps = np.flatnonzero(npass)
+        if ps.size:
+            merged = npass[ps]
+            merged[merged > _MAX_MERGED_PASSES] = 0
+            mode_val[ps] |= _PASSES[merged] << mode_len[ps].astype(_U64)
+        self.mode_val = mode_val
+        self.npass = npass
+        bits[hs] += self.r1[1] + self.r2[1]
+        self.bits = bits
+        self.first = np.flatnonzero(first[st])
+        self.counts = np.diff(np.append(self.first, st.size))
+        self.rows = rowc[st[self.first]] - 1  # band rows that were coded
+        self.row_bits = np.add.reduceat(bits, self.first, dtype=np.int64) if st.size else np.zeros(0, np.int64)
+
+    def place(self, words: _Words, data_start: np.ndarray) -> None:
+        if not self.first.size:
+            return
+        end = _ends(self.bits, self.first, self.counts, data_start)
+        hs = self.hs
+        r1v, r1b, r1x = self.r1
+        r2v, r2b, r2x = self.r2
+        end_h = end[hs]
+        mode_end = end.copy()
+        mode_end[hs] = end_h - r1b - r2b
+        words.add(mode_end, self.mode_val)
+        _add_runs(words, end_h - r2b, r1v, r1b, r1x)
+        _add_runs(words, end_h, r2v, r2b, r2x)
+        if self.many.size:
+            cnt = self.npass[self.many]
+            rep = np.repeat(self.many, cnt)
+            within = np.arange(rep.size) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            step_start = end[rep] - self.bits[rep]
+            words.add(step_start + 4 * (within + 1), 1)
+
+
+def encode_page(
+    pixels: np.ndarray,
+    scheme: str,
+    *,
+    k: int = 2,
+    byte_align: bool = False,
+    min_row_bits: int = 0,
+    rtc: bool = True,
+) -> bytes:
+    """Code a page MSB-first. `scheme` is "mh", "mr" or "mmr"."""
+    rows = pixels.shape[0]
+    words = _Words()
+    mmr = scheme == "mmr"
+    tag = 1 if scheme == "mr" else 0
+    head = 0 if mmr else EOL_LEN + tag  # bits before each row's data: EOL (+ 1-D/2-D tag)
+    pos = 4 if byte_align and not mmr else 0  # fill so the first EOL ends on a byte boundary
+    if mmr:
+        one_d_all = np.zeros(rows, dtype=bool)
+    elif scheme == "mh":
+        one_d_all = np.ones(rows, dtype=bool)
+    else:
+        one_d_all = np.arange(rows) % k == 0
+    fill = np.zeros(0, dtype=np.int64)
+    for r0 in range(0, rows, BAND_ROWS):
+        band = pixels[r0 : r0 + BAND_ROWS]
+        one_d = one_d_all[r0 : r0 + BAND_ROWS]
+        data_bits = np.zeros(band.shape[0], dtype=np.int64)
+        coder_1d = _OneD(band[one_d]) if one_d.any() else None
+        coder_2d = None
+        if not one_d.all():
+            coder_2d = _TwoD(band, pixels[r0 - 1] if r0 else None, None if mmr else ~one_d)
+        if coder_1d is not None:
+            data_bits[one_d] = coder_1d.row_bits
+        if coder_2d is not None:
+            data_bits[coder_2d.rows] = coder_2d.row_bits
+        if mmr:
+            fill = np.zeros(band.shape[0], dtype=np.int64)
+        else:  # fill after each row's data pads the line (tag + data + fill + next EOL)
+            line = tag + data_bits + EOL_LEN
+            fill = np.maximum(min_row_bits - line, 0)
+            if byte_align:
+                fill += -(line + fill) % 8
+        unit = head + data_bits + fill
+        unit_start = pos + np.cumsum(unit) - unit
+        data_start = unit_start + head
+        if not mmr:
+            words.add(data_start, (2 | one_d) if tag else 1)  # EOL (+ tag bit) ends where the data starts
+        if coder_1d is not None:
+            coder_1d.place(words, data_start[one_d])
+        if coder_2d is not None:
+            coder_2d.place(words, data_start[coder_2d.rows])
+        words.flush()
+        pos += int(unit.sum())
+    if rtc:
+        step = 2 * EOL_LEN if mmr else EOL_LEN + tag
+        count = 1 if mmr else 6
+        value = 1 if mmr else (3 if tag else 1)  # EOFB = EOL EOL; RTC = 6 x (EOL [+ 1])
+        if mmr:
+            words.add(np.array([pos + EOL_LEN]), 1)
+        words.add(pos + step * np.arange(1, count + 1), value)
+        pos += count * step
+    elif fill.size:
+        pos -= int(fill[-1])  # no EOL follows the last row: its fill would be pointless
+    return words.pack(pos)
