@@ -1337,3 +1337,48 @@ class SipEndpoint:
                 except Exception:
                     log.exception("inbound handler for call %s failed", call.call_id)
                     await call.hangup()
+
+
+# ---------------------------------------------------------------------------------------------
+# From a negotiated call to a PHY
+
+
+async def open_call_phy(call: SipCall, clock: Any, *, calling: bool, pacing: bool = True,
+                        watch_media: float | None = None) -> Any:
+    """A ``t38.phy.T38Phy`` on the call's UDPTL socket, sized by the negotiated T.38 parameters.
+
+    Every received datagram feeds the call's silence watchdog (if ``watch_media`` seconds is
+    given); a re-INVITE that moves the far end re-targets the socket; a BYE from the far end
+    hangs the PHY up, so a T.30 session waiting on it ends at once."""
+    from t38.phy import T38Phy, T38PhyOptions
+    from t38.udptl import UdptlConfig, UdptlEndpoint
+
+    media = await call.t38_ready
+    params = media.params
+    phy = T38Phy(None, clock, T38PhyOptions(calling=calling, version=params.version,
+                                            rate_management=params.rate_management, pacing=pacing))
+    config = UdptlConfig(redundancy=params.redundancy_depth if params.error_correction == "redundancy" else 0,
+                         fec=params.error_correction == "fec", max_datagram=params.remote_max_datagram)
+
+    def on_ifp(seq: int, ifp: bytes | None) -> None:
+        call.media_activity()
+        phy.feed_ifp(seq, ifp)
+
+    loop = asyncio.get_running_loop()
+    _, endpoint = await loop.create_datagram_endpoint(
+        lambda: UdptlEndpoint(on_ifp, config, media.remote_address, clock=clock), sock=media.sock)
+    phy.attach(endpoint)
+
+    def moved(new: T38Media) -> None:
+        endpoint.remote = new.remote_address
+
+    call.on_media_change(moved)
+
+    def ended(fut: asyncio.Future[CallEnd]) -> None:
+        if not fut.cancelled() and fut.result().by == "remote":
+            asyncio.ensure_future(phy.hangup())
+
+    call.ended.add_done_callback(ended)
+    if watch_media:
+        call.watch_media(watch_media)
+    return phy
