@@ -55,12 +55,11 @@ def phy_for(line: ModemLine) -> Class1Phy:
     return Class1Phy(line.ch, line.clock, line.quirks, adaptive_receive=line.far)
 
 
-async def class1_send(path: str, number: str, pages: list[FaxPage], config: T30Config, clock):
-    line = await open_class1(path, clock)
+async def class1_send(path: str, number: str, pages: list[FaxPage], config: T30Config, clock, quirks=None):
+    from modem.call import connect_class1
+
+    line, phy = await connect_class1(path, number=number, clock=clock, quirks=quirks, dial_timeout=60)
     try:
-        await line.dial(number, timeout=60)
-        phy = phy_for(line)
-        phy.call_connected()
         session = T30Session(phy, clock, config, send_pages=pages, calling=True)
         result = await session.run()
         return result, session, phy

@@ -87,3 +87,24 @@ async def test_class1_receives_from_spandsp(tmp_path, modem, ecm):
     assert results[0]["ok"], results[0]
     for sent, rx in zip(pages, got, strict=True):
         assert _same(sent.pixels, rx.pixels)
+
+
+@pytest.mark.timeout(120)
+async def test_class1_paced_writes_at_14400(tmp_path):
+    """Virtual flow control (writes paced to line rate, 0.3 s ahead): the modem never runs dry mid-page."""
+    rig = _rig(mode="answer", output_dir=str(tmp_path), far_modems=("v17",))
+    paths = await rig.start()
+    clock = ScaledClock(SPEED)
+    pages = [make_page(rows=500, seed=21)]
+    try:
+        cfg = T30Config(ecm=False, modems=("v17",))
+        result, session, phy = await class1_send(paths["modem"], "5551234", pages, cfg, clock,
+                                                 quirks={"pace_tx": True, "pace_lead_seconds": 0.3})
+        results = await rig.wait_results(1, timeout=30)
+    finally:
+        await rig.stop()
+    assert result.success and result.fax_speed == 14400, (result, session.log[-8:])
+    assert results[0]["ok"] and results[0]["stats"]["bad_rows"] == 0, results[0]
+    stored = [p.page for p in read_tiff_f(results[0]["rx_tiff"])]
+    assert _same(pages[0].pixels, stored[0].pixels)
+    print(f"worst lag behind line rate while pacing: {phy.stats.worst_tx_lag:.3f} s (lead 0.3 s)")
