@@ -9,6 +9,7 @@ numbers, redundancy, FEC, duplicates, reordering, gaps), and :class:`UdptlEndpoi
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -335,43 +336,54 @@ class UdptlEndpoint(asyncio.DatagramProtocol):
     may send from an unexpected port."""
 
     def __init__(self, on_ifp: Callable[[int, bytes | None], None], config: UdptlConfig | None = None,
-                 remote: tuple[str, int] | None = None, loss: Callable[[], bool] | None = None) -> None:
+                 remote: tuple[str, int] | None = None, loss: Callable[[], bool] | None = None,
+                 clock=None) -> None:
         self.config = config or UdptlConfig()
         self.sender = UdptlSender(self.config)
-        loop_time = asyncio.get_event_loop().time
-        self.receiver = UdptlReceiver(on_ifp, self.config, now=loop_time)
+        self.clock = clock  # engine.clock.Clock; None = the event loop's time
+        now = clock.now if clock is not None else asyncio.get_event_loop().time
+        self.receiver = UdptlReceiver(on_ifp, self.config, now=now)
         self.remote = remote
         self.transport: asyncio.DatagramTransport | None = None
         self.loss = loss  # test hook: returns True to drop an outgoing datagram
         self.closed = asyncio.get_event_loop().create_future()
-        self._poll_handle: asyncio.TimerHandle | None = None
+        self._poll_task: asyncio.Future | None = None
+        self._last_datagram: bytes | None = None
         self.datagrams_sent = 0
         self.datagrams_dropped = 0
+        self.datagrams_received = 0
+        self.sent_to: collections.Counter = collections.Counter()  # datagrams per destination
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.datagrams_received += 1
         if self.remote is None:
             self.remote = addr
         self.receiver.feed(data)
-        if self.receiver.pending and self._poll_handle is None:
-            loop = asyncio.get_event_loop()
-            self._poll_handle = loop.call_later(self.config.gap_timeout, self._poll)
+        if self.receiver.pending and self._poll_task is None:
+            self._poll_task = asyncio.ensure_future(self._poll())
 
-    def _poll(self) -> None:
-        self._poll_handle = None
-        self.receiver.poll()
-        if self.receiver.pending:
-            self._poll_handle = asyncio.get_event_loop().call_later(self.config.gap_timeout / 2, self._poll)
+    async def _poll(self) -> None:
+        """Declare a gap lost even if no further datagram arrives to notice it."""
+        try:
+            while self.receiver.pending:
+                if self.clock is not None:
+                    await self.clock.sleep(self.config.gap_timeout / 2)
+                else:
+                    await asyncio.sleep(self.config.gap_timeout / 2)
+                self.receiver.poll()
+        finally:
+            self._poll_task = None
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDPTL socket error: %s", exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._poll_handle is not None:
-            self._poll_handle.cancel()
+        if self._poll_task is not None:
+            self._poll_task.cancel()
         if not self.closed.done():
             self.closed.set_result(None)
 
@@ -386,18 +398,27 @@ class UdptlEndpoint(asyncio.DatagramProtocol):
 
     def send(self, ifp: bytes, copies: int = 1) -> None:
         """Send one IFP (a new sequence number), ``copies`` times."""
-        data = self.sender.build(ifp)
+        self._last_datagram = self.sender.build(ifp)
+        for _ in range(max(1, copies)):
+            self._transmit(self._last_datagram)
+
+    def repeat_last(self) -> None:
+        """Send the previous datagram again (same sequence number), as repeated key packets are."""
+        if self._last_datagram is not None:
+            self._transmit(self._last_datagram)
+
+    def _transmit(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
             return
         if self.remote is None:
             log.debug("UDPTL remote address unknown yet; IFP kept only as redundancy")
             return
-        for _ in range(max(1, copies)):
-            if self.loss is not None and self.loss():
-                self.datagrams_dropped += 1
-                continue
-            self.transport.sendto(data, self.remote)
-            self.datagrams_sent += 1
+        if self.loss is not None and self.loss():
+            self.datagrams_dropped += 1
+            return
+        self.transport.sendto(data, self.remote)
+        self.datagrams_sent += 1
+        self.sent_to[self.remote] += 1
 
     def close(self) -> None:
         if self.transport is not None:
@@ -406,8 +427,8 @@ class UdptlEndpoint(asyncio.DatagramProtocol):
 
 async def open_udptl(on_ifp: Callable[[int, bytes | None], None], *, local: tuple[str, int] = ("127.0.0.1", 0),
                      remote: tuple[str, int] | None = None, config: UdptlConfig | None = None,
-                     loss: Callable[[], bool] | None = None) -> UdptlEndpoint:
+                     loss: Callable[[], bool] | None = None, clock=None) -> UdptlEndpoint:
     loop = asyncio.get_running_loop()
     _, endpoint = await loop.create_datagram_endpoint(
-        lambda: UdptlEndpoint(on_ifp, config, remote, loss), local_addr=local)
+        lambda: UdptlEndpoint(on_ifp, config, remote, loss, clock), local_addr=local)
     return endpoint
