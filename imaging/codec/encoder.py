@@ -185,8 +185,9 @@ class _TwoD:
         mask[:, width:] = True  # three sentinels: b1, b2 and a2 may lie past the last change
         mflat = mask.reshape(-1)
         flat = np.flatnonzero(mflat).astype(_I)
-        row = flat // _I(wp)
-        col = flat - row * _I(wp)
+        start = np.searchsorted(flat, np.arange(rows + 1, dtype=_I) * wp).astype(_I)  # first entry of each row
+        counts = np.diff(np.append(start, _I(flat.size)))
+        col = flat - np.repeat(np.arange(rows + 1, dtype=_I) * _I(wp), counts)
         colc = np.empty(flat.size + 2, dtype=_I)
         np.minimum(col, width, out=colc[: flat.size])
         colc[flat.size :] = width
@@ -195,28 +196,28 @@ class _TwoD:
         packed = np.concatenate([packed, np.zeros(-packed.size % 8 + 8, dtype=np.uint8)]).view("<u8")
         pop = np.bitwise_count(packed).astype(_I)
         pop_before = np.cumsum(pop, dtype=_I) - pop
-        start = np.searchsorted(flat, np.arange(rows + 1, dtype=_I) * wp).astype(_I)  # first entry of each row
 
         c0 = int(start[1])
         n = flat.size - c0
-        rowc = row[c0:]
         a1 = colc[c0 : c0 + n]
-        k = np.arange(c0, c0 + n, dtype=_I) - start[rowc]
-        first = k == 0
+        row_first = start[1:] - c0  # candidate index of each row's first entry
+        first = np.zeros(n, dtype=bool)
+        first[row_first] = True
         a0 = np.where(first, _I(-1), col[c0 - 1 : c0 - 1 + n])  # previous entry's column
-        ref_base = (rowc - 1) * _I(wp)
-        ref0 = start[rowc - 1]
         # rank: number of mask entries before (reference row, a1) = reference changes left of a1
-        pos = ref_base + a1
+        pos = flat[c0:] - _I(wp)
         wi = pos >> 6
         m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63]).astype(_I)
         # j0 = first reference entry > a0 = rank(a0) + [reference has a change at a0]
         j0 = np.empty(n, dtype=_I)
         j0[1:] = m[:-1]
         j0[0] = 0
-        j0 += mflat.view(np.uint8)[ref_base + a0]
-        j0 = np.where(first, ref0, j0)
-        j = j0 + (((j0 - ref0) ^ k) & 1)  # b1 changes to a1's colour: same parity as k
+        j0 += mflat.view(np.uint8)[flat[c0 - 1 : c0 - 1 + n] - _I(wp)]
+        j0[row_first] = start[:-1]
+        # b1 changes to a1's colour: its index within the reference row has the parity of k, a1's index
+        # within the coding row; (j0 - ref_start) ^ (c - row_start) folds into a per-row parity
+        row_par = np.repeat(((start[1:] ^ start[:-1]) & 1).astype(_I), counts[1:])
+        j = j0 + ((j0 ^ np.arange(c0, c0 + n, dtype=_I) ^ row_par) & 1)
         npass = np.maximum(m - j, 0) >> 1
         jb1 = j + 2 * npass
         d = a1 - colc[jb1]
@@ -227,13 +228,13 @@ class _TwoD:
         s = np.maximum.accumulate(np.where(g, idx, _I(0)))
         valid = (((idx - s) & 1) == 0) & (a0 < width)
         if coded_rows is not None:
-            valid &= coded_rows[rowc - 1]
+            valid &= np.repeat(coded_rows, counts[1:])
         st = np.flatnonzero(valid)
         npass = npass[st]
         hs = np.flatnonzero(horiz[st])
         self.hs = hs
         sth = st[hs]
-        colour = k[sth] & 1
+        colour = (sth - row_first[np.searchsorted(row_first, sth, side="right") - 1]) & 1  # k & 1
         a1h = a1[sth]
         a0h = np.where(npass[hs] > 0, colc[np.maximum(jb1[sth] - 1, 0)], np.maximum(a0[sth], 0))
         a2 = colc[c0 + sth + 1]
@@ -257,7 +258,7 @@ class _TwoD:
         self.bits = bits
         self.first = np.flatnonzero(first[st])
         self.counts = np.diff(np.append(self.first, st.size))
-        self.rows = rowc[st[self.first]] - 1  # band rows that were coded
+        self.rows = np.arange(rows) if coded_rows is None else np.flatnonzero(coded_rows)  # coded band rows
         self.row_bits = np.add.reduceat(bits, self.first, dtype=np.int64) if st.size else np.zeros(0, np.int64)
 
     def place(self, words: _Words, data_start: np.ndarray) -> None:
