@@ -223,7 +223,10 @@ class Store:
             conn.execute(insert(faxes).values(**row))
             for name, (ctype, data) in (files or {}).items():
                 self._put_attachment(conn, fax_id, name, ctype, data)
-        return self.get_fax(fax_id)
+        return Fax(id=fax_id, account_id=account_id, direction=direction, status=status, created=now, modified=now,
+                   to_number=row["to_number"], from_number=row["from_number"], attempts=row["attempts"],
+                   next_attempt=next_attempt, node=node, claimed_at=None, cancel_reason=None, progress=progress,
+                   deleted=False, rev=row["rev"], doc=doc)
 
     def get_fax(self, fax_id: str, include_deleted: bool = False) -> Fax | None:
         q = select(faxes).where(faxes.c.id == fax_id)
