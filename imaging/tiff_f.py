@@ -19,6 +19,7 @@ import datetime as dt
 import io
 import os
 import struct
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -53,22 +54,25 @@ def reverse_bits(data: bytes) -> bytes:
 # ---------------------------------------------------------------- coding through libtiff
 
 
+_SAVE_LOCK = threading.Lock()
+
+
 class _MinIsWhite:
-    """Make Pillow hand libtiff min-is-white rows for mode "1", packed by its C packer (passing the
-    Photometric tag instead makes Pillow invert pixel by pixel in Python, 100x slower: reference §6.1.2)."""
+    """Make Pillow hand libtiff min-is-white rows for mode "1" without a per-pixel Python loop.
+
+    Passing the Photometric tag makes Pillow invert pixel by pixel in Python, 100x slower (reference
+    §6.1.2). Instead the image is built from the True = black array as is (Pillow then holds black as 255)
+    and saved with Photometric 0: its C packer writes 255 as a 1 bit, which min-is-white reads as black.
+    SAVE_INFO is module state, hence the lock."""
 
     def __enter__(self) -> None:
+        _SAVE_LOCK.acquire()
         self._saved = TiffImagePlugin.SAVE_INFO["1"]
-        TiffImagePlugin.SAVE_INFO["1"] = ("1;I", self._saved[1], 0, *self._saved[3:])
+        TiffImagePlugin.SAVE_INFO["1"] = (self._saved[0], self._saved[1], 0, *self._saved[3:])
 
     def __exit__(self, *exc: object) -> None:
         TiffImagePlugin.SAVE_INFO["1"] = self._saved
-
-
-def page_image(pixels: np.ndarray) -> Image.Image:
-    """A Pillow mode "1" image (255 = white) of a True = black array, via packed bits (C speed)."""
-    rows, width = pixels.shape
-    return Image.frombytes("1", (width, rows), np.packbits(pixels, axis=1).tobytes(), "raw", "1;I")
+        _SAVE_LOCK.release()
 
 
 def encode_strip(page: FaxPage, compression: str = "mmr", *, byte_align: bool = True) -> bytes:
@@ -83,7 +87,7 @@ def encode_strip(page: FaxPage, compression: str = "mmr", *, byte_align: bool = 
         info[T4_OPTIONS] = (T4_2D if compression == "mr" else 0) | (T4_FILL_BITS if byte_align else 0)
     buffer = io.BytesIO()
     with _MinIsWhite():
-        page_image(page.pixels).save(
+        Image.fromarray(np.ascontiguousarray(page.pixels, dtype=bool)).save(
             buffer, "TIFF", compression="group4" if compression == "mmr" else "group3",
             tiffinfo=info, strip_size=1 << 30,
         )
