@@ -209,3 +209,21 @@ def test_path_source(helpers, tmp_path):
     path.write_bytes(helpers.pdf_bytes([(letter, helpers.draw_mixed)]))
     assert len(list(convert(path))) == 1
     assert len(list(convert(str(path)))) == 1
+
+
+def test_ghostscript_fax_tiff_passes_through(tmp_path, letter_pdf):
+    import subprocess
+
+    source = tmp_path / "in.pdf"
+    source.write_bytes(letter_pdf)
+    tiff = tmp_path / "gs.tif"  # XResolution 203 (gs writes its scaled -r value): still fax geometry
+    subprocess.run(
+        ["gs", "-q", "-dNOPAUSE", "-dBATCH", "-dSAFER", "-sDEVICE=tiffg4", "-sPAPERSIZE=letter", "-dFIXEDMEDIA",
+         "-dMaxStripSize=0", "-r203.29x98", f"-sOutputFile={tiff}", str(source)],
+        check=True, timeout=120,
+    )
+    pages = list(convert(tiff, resolution="fine"))
+    with Image.open(tiff) as image:
+        for index, page in enumerate(pages):
+            image.seek(index)
+            assert page.y_dpi == 98 and np.array_equal(page.pixels, ~np.asarray(image))
