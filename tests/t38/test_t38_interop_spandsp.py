@@ -1,0 +1,135 @@
+"""Our T.30 over our T38Phy against spandsp's T.38 terminal, every packet through real UDP sockets
+on 127.0.0.1 (UDPTL with redundancy), in virtual time.  Received pages are compared pixel by pixel."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from t38_harness import Lockstep, SpandspPeer, VirtualClock, seeded_loss
+
+from engine.t30 import T30Config, T30Session
+from imaging.page import FaxPage
+from modem.spandsp.testing import make_fax_tiff, read_fax_pages
+from t38.phy import T38PhyOptions, open_t38_udptl
+from t38.udptl import UdptlConfig
+
+MODEMS = {"v17": (("v17",), 14400), "v29": (("v29",), 9600), "v27ter": (("v27ter",), 4800)}
+DPI = {"standard": (204, 98), "fine": (204, 196)}
+
+
+@dataclass
+class CallOutcome:
+    finished: bool
+    ours: object                       # SessionResult
+    theirs: dict                       # spandsp stats
+    sent: list[np.ndarray]
+    received: list[np.ndarray]
+    virtual_seconds: float
+    log: list[str] = field(default_factory=list)
+    dropped: int = 0                   # datagrams the seeded loss hook discarded (both directions)
+
+
+async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", version: int = 0, pages: int = 1,
+                   resolution: str = "fine", height: int = 400, loss: float = 0.0, seed: int = 3,
+                   redundancy: int = 3, max_seconds: float = 400.0) -> CallOutcome:
+    clock = VirtualClock()
+    net = Lockstep(clock)
+    modems, rate = MODEMS[modem]
+    src = tmp_path / "src.tif"
+    sent = make_fax_tiff(src, pages=pages, height=height, dpi=DPI[resolution], seed=seed)
+    rx_tiff = tmp_path / "spandsp_rx.tif"
+    udptl = UdptlConfig(redundancy=redundancy)
+    peer_kwargs = dict(t38_version=version, ecm=ecm, modems=modems, ident="SPANDSP PEER")
+    if we_send:
+        peer = SpandspPeer(net, False, udptl=udptl, loss=loss, seed=seed + 1, rx_tiff=str(rx_tiff), **peer_kwargs)
+    else:
+        peer = SpandspPeer(net, True, udptl=udptl, loss=loss, seed=seed + 1, tx_tiff=str(src), **peer_kwargs)
+    addr = await peer.start()
+    phy = await open_t38_udptl(clock, T38PhyOptions(calling=we_send, version=version), remote=addr,
+                               udptl_config=udptl, loss=seeded_loss(loss, seed + 2))
+    peer.endpoint.remote = phy.transport.local_address
+    net.endpoints.append(phy.transport)
+
+    received: list[np.ndarray] = []
+    config = T30Config(ident="+1 555 0100", ecm=ecm, max_speed=rate, modems=modems)
+    if we_send:
+        fax_pages = [FaxPage(p, y_dpi=DPI[resolution][1]) for p in sent]
+        session = T30Session(phy, clock, config, send_pages=fax_pages, calling=True)
+    else:
+        session = T30Session(phy, clock, config, on_page=lambda page, bad: received.append(page.pixels),
+                             calling=False)
+    task = asyncio.ensure_future(session.run())
+    try:
+        finished = await net.run(lambda: task.done() and peer.terminal.done, max_seconds)
+        if not task.done():
+            task.cancel()
+        ours = task.result() if task.done() and not task.cancelled() else None
+        theirs = peer.terminal.stats()
+        dropped = phy.transport.datagrams_dropped + peer.endpoint.datagrams_dropped
+    finally:
+        peer.close()
+        await phy.hangup()
+    if we_send and rx_tiff.exists():
+        received = read_fax_pages(rx_tiff)
+    return CallOutcome(finished, ours, theirs, sent, [np.asarray(r, dtype=bool) for r in received],
+                       clock.now(), list(session.log), dropped)
+
+
+def assert_success(out: CallOutcome, *, pages: int, rate: int, ecm: bool) -> None:
+    assert out.finished, out.log
+    assert out.ours is not None and out.ours.success, (out.ours, out.log)
+    assert out.theirs["ok"], (out.theirs, out.log)
+    assert out.ours.fax_speed == rate and out.ours.ecm == ecm
+    assert out.theirs["bit_rate"] == rate
+    assert len(out.received) == pages == len(out.sent)
+    for i, (a, b) in enumerate(zip(out.sent, out.received, strict=True)):
+        assert a.shape == b.shape, f"page {i + 1}: {a.shape} != {b.shape}"
+        assert np.array_equal(a, b), f"page {i + 1} differs in {int((a != b).sum())} pixels"
+
+
+CASES = [
+    # (we_send, ecm, modem, version, pages, resolution)
+    (True, False, "v17", 0, 1, "fine"),
+    (True, True, "v17", 3, 2, "standard"),
+    (True, False, "v29", 3, 2, "standard"),
+    (True, True, "v29", 0, 1, "fine"),
+    (True, False, "v27ter", 0, 1, "standard"),
+    (True, True, "v27ter", 3, 1, "fine"),
+    (False, False, "v17", 3, 2, "fine"),
+    (False, True, "v17", 0, 1, "standard"),
+    (False, False, "v29", 0, 1, "fine"),
+    (False, True, "v29", 3, 2, "standard"),
+    (False, False, "v27ter", 3, 1, "standard"),
+    (False, True, "v27ter", 0, 1, "fine"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("we_send,ecm,modem,version,pages,resolution", CASES,
+                         ids=[f"{'ours->spandsp' if c[0] else 'spandsp->ours'}-{'ecm' if c[1] else 'noecm'}-{c[2]}"
+                              f"-v{c[3]}-{c[4]}p-{c[5]}" for c in CASES])
+def test_interop(tmp_path, we_send, ecm, modem, version, pages, resolution):
+    out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=ecm, modem=modem, version=version, pages=pages,
+                               resolution=resolution, height=300 if modem == "v27ter" else 400))
+    assert_success(out, pages=pages, rate=MODEMS[modem][1], ecm=ecm)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("we_send", [True, False], ids=["ours->spandsp", "spandsp->ours"])
+@pytest.mark.parametrize("ecm", [True, False], ids=["ecm", "noecm"])
+def test_interop_with_5_percent_loss_and_redundancy_3(tmp_path, we_send, ecm):
+    out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=ecm, pages=2, loss=0.05, seed=11, redundancy=3))
+    assert out.dropped > 50                  # the loss really happened
+    assert_success(out, pages=2, rate=14400, ecm=ecm)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_interop_three_full_fine_pages(tmp_path):
+    out = asyncio.run(run_call(tmp_path, we_send=True, ecm=True, pages=3, height=1100, resolution="fine"))
+    assert_success(out, pages=3, rate=14400, ecm=True)
