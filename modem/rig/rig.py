@@ -31,7 +31,7 @@ import numpy as np
 from modem.spandsp import CallEvent, FaxAudioTerminal, ModemControl
 
 from .line import LineDirection
-from .virtual_modem import VirtualModem
+from .virtual_modem import DTE_GONE, VirtualModem
 
 log = logging.getLogger("faxengine.rig")
 
@@ -277,6 +277,8 @@ class Rig:
 
     def _tick(self) -> None:
         self.samples += TICK
+        for vm in self.modems.values():
+            vm.poll()
         while self._timers and self._timers[0][0] <= self.samples:
             heapq.heappop(self._timers)[2]()
         call = self._call
@@ -309,13 +311,17 @@ class Rig:
                 self._finish_call(call, hung_up_by=call.hung_up_by or "dte")
 
     # ---------------------------------------------------------------- modem requests
-    def _modem_control(self, vm: VirtualModem, op: ModemControl, arg: str | int) -> None:
-        if op is ModemControl.CALL:
+    def _modem_control(self, vm: VirtualModem, op: ModemControl | str, arg: str | int) -> None:
+        if op == DTE_GONE:
+            # like DTR dropping: the call ends on this side and the modem goes back on-hook
+            self._hangup(vm, reason="dte-gone")
+            vm.call_event(CallEvent.HANGUP)
+        elif op is ModemControl.CALL:
             self._dial(vm, str(arg))
         elif op is ModemControl.ANSWER:
             self._answer(vm)
         elif op in (ModemControl.HANGUP, ModemControl.ONHOOK):
-            self._hangup(vm)
+            self._hangup(vm, reason=vm.name)
 
     def _other(self, name: str) -> VirtualModem:
         return self.modems["b" if name == "a" else "a"]
@@ -404,28 +410,28 @@ class Rig:
         self._call = call
         self._ring(call)
 
-    def _hangup(self, vm: VirtualModem) -> None:
+    def _hangup(self, vm: VirtualModem, reason: str) -> None:
         call = self._call
         if call is None or vm.name not in (call.caller, call.callee):
             return
         if call.state in ("ringing", "dialing"):
             if vm.name == call.caller:        # caller gave up before the answer
-                self._finish_call(call, hung_up_by=vm.name)
+                self._finish_call(call, hung_up_by=reason)
             return
         if call.state != "up":
             return
-        call.hung_up_by = vm.name
+        call.hung_up_by = reason
         if self.mode == "pair":
-            self._finish_call(call, hung_up_by=vm.name)      # first: the other side's ONHOOK must not re-enter
+            self._finish_call(call, hung_up_by=reason)      # first: the other side's ONHOOK must not re-enter
             self._other(vm.name).call_event(CallEvent.HANGUP)
             return
         if call.fax is None or call.fax.done:
-            self._finish_call(call, hung_up_by=vm.name)
+            self._finish_call(call, hung_up_by=reason)
             return
         # Let the fax machine finish on its own (its last MCF may still be in flight), then force it.
         self._set_state(call, "ending")
         self._schedule_for(call, self.config.hangup_grace,
-                           lambda: self._finish_call(call, hung_up_by=vm.name, force=True))
+                           lambda: self._finish_call(call, hung_up_by=reason, force=True))
 
     def _far_end_finished(self, call: _Call) -> None:
         """Phase E at the far fax machine: it will hang up unless the DTE does so first."""

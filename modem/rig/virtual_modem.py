@@ -12,6 +12,8 @@ from modem.spandsp import CallEvent, ModemControl, T31Modem
 from .pty_port import PtyPort
 
 ControlHandler = Callable[["VirtualModem", ModemControl, "str | int"], None]
+# A DTE that closes the port is reported as this pseudo-operation (like a dropped DTR line).
+DTE_GONE = "dte-gone"
 
 
 class VirtualModem:
@@ -26,7 +28,7 @@ class VirtualModem:
         self.name = name
         self.xonxoff = xonxoff
         self._on_control = on_control
-        self.port = PtyPort(name, self._from_dte, trace=trace)
+        self.port = PtyPort(name, self._from_dte, on_gone=self._dte_gone, trace=trace)
         self.t31 = T31Modem(self.port.write, self._control, log=log, name=f"rig-{name}")
         self.cts_off_events = 0
 
@@ -40,6 +42,12 @@ class VirtualModem:
     def _from_dte(self, data: bytes) -> None:
         self.t31.at_rx(data)
         self._sync_flow()
+
+    def _dte_gone(self) -> None:
+        self._on_control(self, DTE_GONE, 0)  # type: ignore[arg-type]
+
+    def poll(self) -> None:
+        self.port.poll()
 
     def _control(self, op: ModemControl, arg: str | int) -> None:
         if op is ModemControl.CTS:
