@@ -110,3 +110,46 @@ def finish_result(result: SessionResult, line: ModemLine) -> SessionResult:
         result.error_message = f"modem port {line.port} vanished during the call ({gone}); {result.error_message}"
         result.retryable = True
     return result
+
+
+async def run_modem_call(spec: ModemSpec | str, *, role: str, session_factory, number: str | None = None,
+                         pages: list | None = None, on_page=None, ident: str = "", ecm: bool = True,
+                         max_speed: int = 14400, rings: int = 1, ring_timeout: float | None = None,
+                         clock: Clock | None = None, quirks: dict | None = None, progress=None) -> SessionResult:
+    """One whole call on a modem, for ``faxengine send/receive --via class1:PORT|class2:PORT|class2.0:PORT``.
+
+    ``session_factory(phy, clock, *, send_pages, on_page, calling)`` builds the T.30 session for Class 1
+    (the engine passes ``T30Session`` with its config; modem/ does not import engine.t30).  Class 2/2.0
+    run T.30 in the modem through :class:`modem.class2.Class2Driver`.  Never raises for line or modem
+    failures: they come back as a result record with a reason."""
+    from modem.class2 import Class2Driver
+
+    spec = parse_spec(spec) if isinstance(spec, str) else spec
+    if role not in ("send", "receive"):
+        raise ValueError("role must be send or receive")
+    if role == "send" and (not number or not pages):
+        raise ValueError("sending needs a number and at least one page")
+    clock = clock or MonotonicClock()
+    if spec.kind == "class1":
+        try:
+            line, phy = await connect_class1(spec.port, number=number if role == "send" else None, rings=rings,
+                                             clock=clock, ring_timeout=ring_timeout, quirks=quirks)
+        except (ModemError, PhyError, TimeoutError, OSError) as exc:
+            return failure_result(exc if not isinstance(exc, OSError) else PortGone(str(exc)), role, ident)
+        try:
+            session = session_factory(phy, clock, send_pages=pages if role == "send" else None,
+                                      on_page=on_page, calling=role == "send")
+            return finish_result(await session.run(), line)
+        finally:
+            await line.close()
+    try:
+        line = await open_line(spec.port, clock=clock, quirks=quirks)
+    except (ModemError, PhyError, OSError) as exc:
+        return failure_result(exc if not isinstance(exc, OSError) else PortGone(str(exc)), role, ident)
+    try:
+        driver = Class2Driver(line, spec.dialect, ident=ident, ecm=ecm, max_speed=max_speed, progress=progress)
+        if role == "send":
+            return await driver.send(number, pages)
+        return await driver.receive(rings=rings, ring_timeout=ring_timeout, on_page=on_page)
+    finally:
+        await line.close()

@@ -87,3 +87,41 @@ async def test_port_vanishing_mid_page_ends_the_attempt_with_a_clear_reason(tmp_
             await rig.stop()
     assert not result.success and result.error_code == "modem_gone" and result.retryable
     assert "vanished" in result.error_message
+
+
+@pytest.mark.timeout(30)
+async def test_run_modem_call_busy_and_missing_port():
+    from modem.call import run_modem_call
+
+    fake = FakeModem()
+    try:
+        fake.dial_result = ["BUSY"]
+        r = await run_modem_call(f"class1:{fake.path}", role="send", session_factory=None, number="5551234",
+                                 pages=[make_page(rows=20)])
+        assert r.error_code == "busy" and r.retryable and not r.success
+    finally:
+        fake.close()
+    for kind in ("class1", "class2.0"):
+        r = await run_modem_call(f"{kind}:/dev/does-not-exist", role="send", session_factory=None, number="1",
+                                 pages=[make_page(rows=20)])
+        assert r.error_code == "modem_gone" and "cannot open" in r.error_message
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed")
+async def test_run_modem_call_class1_send_through_rig(tmp_path):
+    from modem.call import run_modem_call
+    from modem.rig import Rig
+
+    rig = Rig("answer", output_dir=str(tmp_path), speed=6.0, answer_delay=0.3)
+    paths = await rig.start()
+    clock = ScaledClock(6.0)
+    try:
+        cfg = T30Config(ident="+1 555 0505")
+        r = await run_modem_call(f"class1:{paths['modem']}", role="send", number="5551234",
+                                 pages=[make_page(rows=100)], clock=clock,
+                                 session_factory=lambda phy, clk, **kw: T30Session(phy, clk, cfg, **kw))
+    finally:
+        await rig.stop()
+    assert r.success and r.pages_sent == 1, r
