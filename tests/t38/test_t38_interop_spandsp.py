@@ -124,7 +124,7 @@ def test_interop(tmp_path, we_send, ecm, modem, version, pages, resolution):
 @pytest.mark.parametrize("ecm", [True, False], ids=["ecm", "noecm"])
 def test_interop_with_5_percent_loss_and_redundancy_3(tmp_path, we_send, ecm):
     out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=ecm, pages=2, loss=0.05, seed=11, redundancy=3))
-    assert out.dropped > 50                  # the loss really happened
+    assert out.dropped > 10                  # the loss really happened (~5% of ~500 datagrams)
     assert_success(out, pages=2, rate=14400, ecm=ecm)
 
 
