@@ -15,7 +15,6 @@ import os
 from collections.abc import Iterator
 
 import numpy as np
-import pypdf
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
@@ -99,6 +98,8 @@ class PdfDocument:
 
 
 def _password_or_not(data: bytes | str) -> str:
+    import pypdf  # only here: importing it costs more than converting a page
+
     try:
         reader = pypdf.PdfReader(io.BytesIO(data) if isinstance(data, bytes) else data, strict=False)
         if not reader.is_encrypted:
