@@ -55,8 +55,9 @@ class Class1Phy(Phy):
     +FTH=3: send the first frames at once)."""
 
     def __init__(self, channel: ATChannel, clock: Clock | None = None, quirks: Quirks | None = None,
-                 *, adaptive_receive: bool = False) -> None:
+                 *, adaptive_receive: bool = False, command_timeout: float = 10.0) -> None:
         self.ch = channel
+        self.command_timeout = command_timeout      # for commands that must answer at once (+FTH, +FTM)
         self.clock = clock or channel.clock or MonotonicClock()
         self.q = quirks or Quirks()
         self.adaptive_receive = adaptive_receive
@@ -145,7 +146,7 @@ class Class1Phy(Phy):
             self.ch.direction("cmd")
 
     async def _start_fth(self) -> None:
-        resp = await self._command("AT+FTH=3", 10.0)
+        resp = await self._command("AT+FTH=3", self.command_timeout)
         if resp.final != "CONNECT":
             self._raise_for(resp, "AT+FTH=3")
 
@@ -269,7 +270,7 @@ class Class1Phy(Phy):
     async def send_image(self, modulation: Modulation, data: bytes, *, long_training: bool = False) -> None:
         await self._settle()
         code = modulation_code(modulation, long_training)
-        resp = await self._command(f"AT+FTM={code}", 10.0)
+        resp = await self._command(f"AT+FTM={code}", self.command_timeout)
         if resp.final != "CONNECT":
             self._raise_for(resp, f"AT+FTM={code}")
         if self.q.tm_connect_delay:
