@@ -1344,12 +1344,12 @@ class SipEndpoint:
 
 
 async def open_call_phy(call: SipCall, clock: Any, *, calling: bool, pacing: bool = True,
-                        watch_media: float | None = None) -> Any:
+                        watch_media: float | None = None, bye_grace: float = 2.0) -> Any:
     """A ``t38.phy.T38Phy`` on the call's UDPTL socket, sized by the negotiated T.38 parameters.
 
     Every received datagram feeds the call's silence watchdog (if ``watch_media`` seconds is
     given); a re-INVITE that moves the far end re-targets the socket; a BYE from the far end
-    hangs the PHY up, so a T.30 session waiting on it ends at once."""
+    hangs the PHY up ``bye_grace`` seconds later, so a T.30 session waiting on it ends."""
     from t38.phy import T38Phy, T38PhyOptions
     from t38.udptl import UdptlConfig, UdptlEndpoint
 
@@ -1375,8 +1375,9 @@ async def open_call_phy(call: SipCall, clock: Any, *, calling: bool, pacing: boo
     call.on_media_change(moved)
 
     def ended(fut: asyncio.Future[CallEnd]) -> None:
+        # A receiver hangs up right after our DCN; give T.30 a moment to finish phase E on its own.
         if not fut.cancelled() and fut.result().by == "remote":
-            asyncio.ensure_future(phy.hangup())
+            asyncio.get_running_loop().call_later(bye_grace, lambda: asyncio.ensure_future(phy.hangup()))
 
     call.ended.add_done_callback(ended)
     if watch_media:
