@@ -375,7 +375,7 @@ class ATChannel:
                         del self._buf[0]
                     elif not self._buf:
                         self._skip_lf = True
-                line = raw.decode("latin-1").strip()
+                line = raw.decode("latin-1").strip().strip("\x11\x13").strip()   # stray XON/XOFF
                 if line:
                     return NUMERIC_CODES.get(line, line) if self.numeric else line
                 continue

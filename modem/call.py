@@ -51,6 +51,7 @@ async def open_line(port: str, *, clock: Clock | None = None, quirks: dict | Non
         if quirks:
             line.quirks = with_overrides(line.quirks, quirks)
             line._fixed_quirks = True
+        line.ch.flow = line.quirks.flow
         await line.basic_init()
     except BaseException:
         await line.close()

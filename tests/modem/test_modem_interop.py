@@ -108,3 +108,27 @@ async def test_class1_paced_writes_at_14400(tmp_path):
     stored = [p.page for p in read_tiff_f(results[0]["rx_tiff"])]
     assert _same(pages[0].pixels, stored[0].pixels)
     print(f"worst lag behind line rate while pacing: {phy.stats.worst_tx_lag:.3f} s (lead 0.3 s)")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ecm", [False, True], ids=["noecm", "ecm"])
+async def test_class1_xonxoff_flow_control_at_14400(tmp_path, ecm):
+    """The modem throttles us with DC3/DC1 (XON/XOFF toward the modem only); 0x11/0x13 in its data survive."""
+    rig = _rig(mode="answer", output_dir=str(tmp_path), far_modems=("v17",), far_ecm=ecm, xonxoff=True)
+    paths = await rig.start()
+    clock = ScaledClock(SPEED)
+    pages = [make_page(rows=600, seed=51)]
+    try:
+        cfg = T30Config(ecm=ecm, modems=("v17",))
+        result, session, phy = await class1_send(paths["modem"], "5551234", pages, cfg, clock,
+                                                 quirks={"flow": "xonxoff"})
+        results = await rig.wait_results(1, timeout=30)
+        summary = rig.summary()
+    finally:
+        await rig.stop()
+    assert phy.ch.flow == "xonxoff"
+    assert result.success and result.fax_speed == 14400, (result, session.log[-8:])
+    assert results[0]["ok"], results[0]
+    assert sum(summary["cts_off_events"].values()) > 0       # the modem really did throttle us
+    stored = [p.page for p in read_tiff_f(results[0]["rx_tiff"])]
+    assert _same(pages[0].pixels, stored[0].pixels)
