@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import time
 from collections.abc import Iterator
 
 import numpy as np
@@ -25,6 +26,10 @@ from .paper import choose_paper, fit, page_rows
 
 RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_RENDER_NO_SMOOTHTEXT | pdfium_c.FPDF_RENDER_NO_SMOOTHPATH
 ROTATE_CCW = 3  # FPDF_RenderPageBitmap: 3 = 90 degrees counter-clockwise (landscape -> portrait)
+# A page PDFium has not finished in this time is abandoned (a hostile or pathological page must not hang
+# the converter). Ordinary pages take 5-40 ms.
+PAGE_RENDER_SECONDS = 30.0
+_PAUSE_CALLBACK = dict(pdfium_c.IFSDK_PAUSE._fields_)["NeedToPauseNow"]
 
 
 class PdfDocument:
@@ -87,14 +92,33 @@ class PdfDocument:
             if not bitmap:
                 raise ImagingError(f"PDF page {index + 1}: cannot allocate the render bitmap")
             try:
-                pdfium_c.FPDF_RenderPageBitmap(
-                    bitmap, page.raw, place.left, place.top, place.width, place.height, rotate, RENDER_FLAGS
-                )
+                _render_with_deadline(bitmap, page, place, rotate, index)
             finally:
                 pdfium_c.FPDFBitmap_Destroy(bitmap)
             return canvas
         finally:
             page.close()
+
+
+def _render_with_deadline(bitmap, page: pdfium.PdfPage, place, rotate: int, index: int) -> None:
+    """PDFium's progressive renderer, asked every few objects whether to pause: it pauses only when the
+    deadline has passed, and then the page is abandoned. Same pixels and speed as FPDF_RenderPageBitmap."""
+    deadline = time.monotonic() + PAGE_RENDER_SECONDS
+    callback = _PAUSE_CALLBACK(lambda _pause: int(time.monotonic() > deadline))
+    pause = pdfium_c.IFSDK_PAUSE(version=1, NeedToPauseNow=callback, user=None)
+    status = pdfium_c.FPDF_RenderPageBitmap_Start(
+        bitmap, page.raw, place.left, place.top, place.width, place.height, rotate, RENDER_FLAGS,
+        ctypes.byref(pause),
+    )
+    try:
+        while status == pdfium_c.FPDF_RENDER_TOBECONTINUED:
+            if time.monotonic() > deadline:
+                raise ImagingError(f"PDF page {index + 1} takes too long to render (over {PAGE_RENDER_SECONDS:g} s)")
+            status = pdfium_c.FPDF_RenderPage_Continue(page.raw, ctypes.byref(pause))
+    finally:
+        pdfium_c.FPDF_RenderPage_Close(page.raw)
+    if status != pdfium_c.FPDF_RENDER_DONE:
+        raise ImagingError(f"PDF page {index + 1} cannot be rendered")
 
 
 def _password_or_not(data: bytes | str) -> str:

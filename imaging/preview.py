@@ -39,3 +39,17 @@ def previews(
         raise ImagingError(f"preview width must be 16..{MAX_PREVIEW_WIDTH} pixels, not {width}")
     for page in convert(source, page_limit=page_limit):
         yield page_png(page, width)
+
+
+
+def page_preview(
+    source: bytes | str | os.PathLike[str], number: int, width: int = 600, *, page_limit: int = DEFAULT_PAGE_LIMIT
+) -> bytes:
+    """The PNG of page ``number`` (1-based); the pages before it are rendered and dropped, none are kept."""
+    if number < 1:
+        raise ImagingError(f"page numbers start at 1, not {number}")
+    count = 0
+    for count, page in enumerate(convert(source, page_limit=page_limit), start=1):
+        if count == number:
+            return page_png(page, width)
+    raise ImagingError(f"the document has {count} pages, no page {number}")

@@ -166,3 +166,10 @@ def test_topdf_and_preview_refuse_bad_input(tmp_path):
         tiff_to_pdf(b"II*\x00" + b"\x00" * 20, tmp_path / "x.pdf")
     with pytest.raises(ImagingError, match="width"):
         list(previews(b"hello\n", width=5))
+
+
+def test_page_render_deadline(helpers, monkeypatch):
+    import imaging.pdf
+
+    monkeypatch.setattr(imaging.pdf, "PAGE_RENDER_SECONDS", 0.0)
+    assert "takes too long to render" in error_of(helpers.pdf_bytes([(letter, helpers.draw_mixed)]))

@@ -111,3 +111,13 @@ def test_peak_memory_does_not_grow_with_page_count(helpers):
 
     few, many = peak(3), peak(24)
     assert many < few * 1.3, (few, many)
+
+
+def test_page_preview_picks_one_page():
+    from imaging.preview import page_preview
+
+    text = b"one\fthree lines\nof\ntext\f"
+    with Image.open(io.BytesIO(page_preview(text, 2, width=200))) as image:
+        assert image.size == (200, round(2156 * 204 / 196 * 200 / 1728))
+    with pytest.raises(ImagingError, match="2 pages, no page 3"):
+        page_preview(text, 3)
