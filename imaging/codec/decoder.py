@@ -10,14 +10,17 @@ MMR has no EOLs, so nothing can resynchronise: at the first error the rest of th
 If `max_rows` is known the missing rows are counted bad and filled with the last good row,
 otherwise decoding stops there. EOFB ends the page.
 
-Bit reading: a 13-bit window at every bit position is computed with numpy in one pass and read
-through a memoryview; the per-code-word loop is plain Python over lookup lists. Work is bounded by
+Bit reading: a 13-bit window at every bit position is computed with numpy in one pass. 1-D rows
+(all MH rows, MR's 1-D rows) are decoded all at once: one numpy step per code word advances every
+row in parallel. 2-D rows depend on the row above, so they are decoded one after another with a
+plain Python loop per code word over lookup lists (read through a memoryview). Work is bounded by
 the input length (every step consumes bits or ends the row).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 
@@ -45,7 +48,8 @@ class _Bits:
         win = np.empty((n, 8), dtype=np.uint16)
         for s in range(8):
             win[:, s] = (w24[:n] >> (11 - s)) & 0x1FFF
-        self.win = memoryview(win.reshape(-1))
+        self.win_np = win.reshape(-1)
+        self.win = memoryview(self.win_np)
         self.ones = np.flatnonzero(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
 
     def eol_ends(self) -> np.ndarray:
@@ -58,46 +62,13 @@ class _Bits:
         gap[1:] = ones[1:] - ones[:-1] - 1
         return ones[gap >= 11] + 1
 
+    def ones_between(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Number of one bits in [start, end) for arrays of ranges."""
+        return np.searchsorted(self.ones, end) - np.searchsorted(self.ones, start)
+
     def zeros_between(self, start: int, end: int) -> bool:
         i = int(np.searchsorted(self.ones, start))
         return i >= self.ones.size or self.ones[i] >= end
-
-
-def _toggle(chg: list[int], x: int, width: int) -> None:
-    if x >= width:
-        return
-    if chg and chg[-1] == x:
-        chg.pop()
-    else:
-        chg.append(x)
-
-
-def _row_1d(win, p: int, end: int, width: int) -> tuple[int, list[int]] | None:
-    """Decode one MH row starting at bit p; None if corrupt or crossing `end`."""
-    x = 0
-    colour = 0
-    chg: list[int] = []
-    lut = _LW
-    while True:
-        e = lut[win[p]]
-        if not e:
-            return None
-        p += e & 31
-        if p > end:
-            return None
-        run = e >> 5
-        x += run
-        if run < 64:
-            if x > width:
-                return None
-            if x == width:
-                return p, chg
-            if chg and chg[-1] == x:
-                chg.pop()
-            else:
-                chg.append(x)
-            colour ^= 1
-            lut = _LB if colour else _LW
 
 
 def _run(win, p: int, end: int, lut) -> tuple[int, int]:
@@ -123,6 +94,7 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
     a0 = -1
     colour = 0
     chg: list[int] = []
+    append = chg.append
     jj = 0
     lm = _LM
     while a0 < width:
@@ -136,11 +108,12 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
         while ref[jj] <= a0:
             jj += 1
         j = jj + ((jj & 1) ^ colour)
-        if mode < 7:  # vertical
+        if mode < 7:  # vertical: a1 > a0 >= every change so far, so no duplicate
             a1 = ref[j] + mode - 3
             if a1 <= a0 or a1 > width:
                 return None
-            _toggle(chg, a1, width)
+            if a1 < width:
+                append(a1)
             a0 = a1
             colour ^= 1
         elif mode == 7:  # pass
@@ -152,12 +125,16 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
             r2, p = _run(win, p, end, _LW if colour else _LB)
             if r2 < 0:
                 return None
-            a1 = max(a0, 0) + r1
+            a1 = (a0 if a0 > 0 else 0) + r1
             a2 = a1 + r2
             if a2 > width:
                 return None
-            _toggle(chg, a1, width)
-            _toggle(chg, a2, width)
+            for x in (a1, a2):  # zero-length runs put two changes on one spot: they cancel
+                if x < width:
+                    if chg and chg[-1] == x:
+                        chg.pop()
+                    else:
+                        append(x)
             a0 = a2
         else:
             return None
@@ -166,36 +143,122 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
     return p, chg
 
 
-class _Page:
-    """Collects rows as change lists, with concealment and bad-row statistics."""
+_LUT_1D = np.array([_LW, _LB], dtype=np.int32).reshape(-1)  # index: colour << 13 | window
 
-    def __init__(self, width: int) -> None:
+
+def _rows_1d_batch(bits: _Bits, cs: np.ndarray, end: np.ndarray, width: int):
+    """Decode many MH rows at once: one numpy step per code word, all rows in parallel.
+
+    Returns (ok, end bit of each row's data, pixels of every row (False rows where not ok)).
+    """
+    n = cs.size
+    win = bits.win_np
+    act = np.arange(n)
+    p = cs.astype(np.int64)
+    lim = end.astype(np.int64)
+    x = np.zeros(n, dtype=np.int64)
+    colour = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    pend = np.zeros(n, dtype=np.int64)
+    rec_row: list[np.ndarray] = []
+    rec_x: list[np.ndarray] = []
+    zero_runs = False
+    first = True
+    while act.size:
+        e = _LUT_1D[(colour << 13) | win[p]]
+        ln = e & 31
+        run = e >> 5
+        p += ln
+        x += run
+        term = run < 64
+        over = term & (x >= width)
+        stop = over | (ln == 0) | (p > lim)
+        rec = term & ~stop
+        if not first and not zero_runs:
+            zero_runs = bool((rec & (run == 0)).any())
+        first = False
+        rec_row.append(act[rec])
+        rec_x.append(x[rec])
+        colour ^= term
+        if stop.any():
+            fin = stop & over & (x == width) & (ln > 0) & (p <= lim)
+            ok[act[fin]] = True
+            pend[act[fin]] = p[fin]
+            keep = ~stop
+            act, p, lim, x, colour = act[keep], p[keep], lim[keep], x[keep], colour[keep]
+    rows = np.concatenate(rec_row) if rec_row else np.zeros(0, np.int64)
+    xs = np.concatenate(rec_x) if rec_x else np.zeros(0, np.int64)
+    good = ok[rows]
+    idx = rows[good] * width + xs[good]
+    if zero_runs:  # a zero-length run repeats a change position: toggles must cancel
+        tog = (np.bincount(idx, minlength=n * width) & 1).astype(np.uint8)
+    else:
+        tog = np.zeros(n * width, dtype=np.uint8)
+        tog[idx] = 1
+    pixels = (np.cumsum(tog.reshape(n, width), axis=1, dtype=np.uint8) & 1).astype(bool)
+    return ok, pend, pixels
+
+
+def _changes(row: np.ndarray) -> list[int]:
+    """Changing elements of a pixel row (for use as a 2-D reference)."""
+    d = np.flatnonzero(row[1:] != row[:-1]) + 1
+    return ([0] if row[0] else []) + d.tolist()
+
+
+class _Page:
+    """Collects rows (as batch rows or change lists), with concealment and bad-row statistics."""
+
+    def __init__(self, width: int, batch: np.ndarray | None = None) -> None:
         self.width = width
-        self.rows: list[list[int]] = []
-        self.last_good: list[int] = []
+        self.batch = batch
+        self.src: list[int] = []  # >= 0: batch row; < 0: -1 - index into self.lists
+        self.lists: list[list[int]] = [[]]
+        self.last_good = -1  # all white until a good row arrives
         self.bad = 0
         self.run_bad = 0
         self.max_run_bad = 0
 
-    def good(self, chg: list[int]) -> None:
-        self.rows.append(chg)
-        self.last_good = chg
+    @property
+    def count(self) -> int:
+        return len(self.src)
+
+    def good_list(self, chg: list[int]) -> None:
+        self.lists.append(chg)
+        self._good(-len(self.lists))
+
+    def good_batch(self, index: int) -> None:
+        self._good(index)
+
+    def _good(self, key: int) -> None:
+        self.src.append(key)
+        self.last_good = key
         self.run_bad = 0
 
     def bad_row(self) -> None:
-        self.rows.append(self.last_good)
+        self.src.append(self.last_good)
         self.bad += 1
         self.run_bad += 1
         self.max_run_bad = max(self.max_run_bad, self.run_bad)
 
+    def last_changes(self) -> list[int]:
+        key = self.last_good
+        return self.lists[-1 - key] if key < 0 else _changes(self.batch[key])
+
     def result(self) -> Decoded:
-        n = len(self.rows)
+        n = len(self.src)
         w = self.width
-        counts = np.fromiter((len(r) for r in self.rows), dtype=np.int64, count=n)
-        pos = np.fromiter((x for r in self.rows for x in r), dtype=np.int64, count=int(counts.sum()))
-        tog = np.zeros((n, w), dtype=np.uint8)
-        tog[np.repeat(np.arange(n), counts), pos] = 1
-        pixels = (np.cumsum(tog, axis=1, dtype=np.uint8) & 1).astype(bool)
+        lists = self.lists
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        pos = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(counts.sum()))
+        tog = np.zeros((len(lists), w), dtype=np.uint8)
+        tog[np.repeat(np.arange(len(lists)), counts), pos] = 1
+        list_pixels = (np.cumsum(tog, axis=1, dtype=np.uint8) & 1).astype(bool)
+        src = np.array(self.src, dtype=np.int64)
+        pixels = np.empty((n, w), dtype=bool)
+        from_list = src < 0
+        pixels[from_list] = list_pixels[-1 - src[from_list]]
+        if self.batch is not None:
+            pixels[~from_list] = self.batch[src[~from_list]]
         return Decoded(pixels, n, self.bad, self.max_run_bad)
 
 
@@ -203,46 +266,60 @@ def decode_eol(data: bytes, width: int, two_d: bool, max_rows: int | None) -> De
     """MH (two_d False) or MR data with an EOL before every row."""
     bits = _Bits(data)
     win = bits.win
-    ends = bits.eol_ends().tolist()
-    page = _Page(width)
+    eol = bits.eol_ends()
     tag = 1 if two_d else 0
+    nseg = eol.size
+    seg_start = eol + tag
+    seg_end = np.empty(nseg, dtype=np.int64)
+    seg_end[:-1] = eol[1:] - 12
+    if nseg:
+        seg_end[-1] = bits.nbits
+    empty = (seg_start >= seg_end) | (bits.ones_between(seg_start, seg_end) == 0)
+    if two_d:
+        tagbit = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[np.minimum(eol, bits.nbits - 1)] == 1
+        one_d = tagbit & ~empty
+    else:
+        one_d = ~empty
+    sel = np.flatnonzero(one_d)
+    ok, pend, batch = _rows_1d_batch(bits, seg_start[sel], seg_end[sel], width)
+    clean = ok & (bits.ones_between(pend, seg_end[sel]) == 0)
+    batch_row = np.full(nseg, -1, dtype=np.int64)
+    batch_row[sel] = np.arange(sel.size)
+    ok_l, clean_l, batch_row_l = ok.tolist(), clean.tolist(), batch_row.tolist()
+    empty_l, one_d_l = empty.tolist(), one_d.tolist()
+    starts, ends = seg_start.tolist(), seg_end.tolist()
+
+    page = _Page(width, batch)
     ref_ok = False  # MR: previous row decoded correctly (usable as reference)
-    ref: list[int] = []
     empty_run = 0
     limit = max_rows if max_rows is not None else 1 << 31
-    nbits = bits.nbits
-    for i, start in enumerate(ends):
-        if len(page.rows) >= limit:
+    for i in range(nseg):
+        if page.count >= limit:
             break
-        end = ends[i + 1] - 12 if i + 1 < len(ends) else nbits
-        cs = start + tag
-        if cs >= end or bits.zeros_between(cs, end):
+        if empty_l[i]:
             empty_run += 1
-            if empty_run >= 2 or i + 1 == len(ends):
+            if empty_run >= 2 or i + 1 == nseg:
                 break
             continue
         empty_run = 0
-        one_d = True
-        if two_d:
-            one_d = bool(win[start] >> 12)
-        if one_d:
-            res = _row_1d(win, cs, end, width)
-        elif ref_ok:
-            res = _row_2d(win, cs, end, width, ref + [width] * 3)
+        if one_d_l[i]:
+            b = batch_row_l[i]
+            good, trailing_garbage = ok_l[b], ok_l[b] and not clean_l[b]
+            if good:
+                page.good_batch(b)
         else:
-            res = None
-        if res is None or not bits.zeros_between(res[0], end):
-            if res is not None:  # a good row followed by garbage: an EOL was lost, so was a row
-                page.good(res[1])
-                ref, ref_ok = res[1], True
-                if len(page.rows) < limit:
-                    page.bad_row()
-                continue
+            res = _row_2d(win, starts[i], ends[i], width, page.last_changes() + [width] * 3) if ref_ok else None
+            good = res is not None
+            trailing_garbage = good and not bits.zeros_between(res[0], ends[i])
+            if good:
+                page.good_list(res[1])
+        if good:
+            ref_ok = True
+            if trailing_garbage and page.count < limit:  # an EOL was lost, and with it a row
+                page.bad_row()
+        else:
             page.bad_row()
             ref_ok = False
-            continue
-        page.good(res[1])
-        ref, ref_ok = res[1], True
     return page.result()
 
 
@@ -254,7 +331,7 @@ def decode_mmr(data: bytes, width: int, max_rows: int | None, cap: int) -> Decod
     end = bits.nbits
     ref: list[int] = []
     limit = max_rows if max_rows is not None else cap
-    while len(page.rows) < limit:
+    while page.count < limit:
         if p >= end or (win[p] >> 1) == 1 or bits.zeros_between(p, end):  # end of data, EOFB or only fill
             break
         res = _row_2d(win, p, end, width, ref + [width] * 3)
@@ -262,9 +339,9 @@ def decode_mmr(data: bytes, width: int, max_rows: int | None, cap: int) -> Decod
             if max_rows is None:  # count the failing row (concealed) and stop: the rest is unknowable
                 page.bad_row()
                 break
-            while len(page.rows) < limit:
+            while page.count < limit:
                 page.bad_row()
             break
         p, ref = res
-        page.good(ref)
+        page.good_list(ref)
     return page.result()
