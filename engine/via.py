@@ -1,0 +1,116 @@
+"""``--via`` for the ``send``/``receive`` commands: which line a fax goes over.
+
+``udptl:HOST:PORT`` (send) and ``udptl:LOCAL_PORT[@HOST:PORT]`` (receive) are built in: bare
+T.38 over UDPTL, no call control.  Other schemes (``class1:``, ``class2:``, ``sip:``) plug in with
+:func:`register_scheme`, giving a parser and an async opener, so this module never imports them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ViaError(ValueError):
+    """A ``--via`` value that cannot be used; the message says what is expected."""
+
+
+@dataclass(frozen=True)
+class Via:
+    scheme: str
+    text: str                                    # what followed "scheme:"
+    host: str | None = None                      # remote address, when the scheme has one
+    port: int | None = None
+    local_port: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> tuple[str, int] | None:
+        return (self.host, self.port) if self.host is not None and self.port is not None else None
+
+
+# (role, text) -> Via ;  role is "send" or "receive"
+Parser = Callable[[str, str], Via]
+# (via, role, args, clock) -> (phy, calling flag, closer coroutine or None)
+Opener = Callable[[Via, str, Any, Any], Awaitable[Any]]
+
+_SCHEMES: dict[str, tuple[Parser, Opener | None]] = {}
+
+
+def register_scheme(scheme: str, parser: Parser, opener: Opener | None = None) -> None:
+    _SCHEMES[scheme] = (parser, opener)
+
+
+def schemes() -> list[str]:
+    return sorted(_SCHEMES)
+
+
+def parse_via(value: str, role: str) -> Via:
+    if role not in ("send", "receive"):
+        raise ValueError("role must be send or receive")
+    scheme, sep, rest = value.partition(":")
+    if not sep or scheme not in _SCHEMES:
+        raise ViaError(f"unknown --via {value!r}: use one of {', '.join(s + ':' for s in schemes())}")
+    return _SCHEMES[scheme][0](role, rest)
+
+
+def opener(via: Via) -> Opener:
+    op = _SCHEMES[via.scheme][1]
+    if op is None:
+        raise ViaError(f"--via {via.scheme}: is not available in this build")
+    return op
+
+
+def _port(text: str, what: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise ViaError(f"{what} must be a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ViaError(f"{what} {port} is out of range 0-65535")
+    return port
+
+
+def _host_port(text: str, what: str) -> tuple[str, int]:
+    if text.startswith("["):                     # [IPv6]:port
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port = text.rpartition(":")
+    if not host or not port:
+        raise ViaError(f"{what} must be HOST:PORT, not {text!r}")
+    p = _port(port, f"{what} port")
+    if p == 0:
+        raise ViaError(f"{what} port must not be 0")
+    return host, p
+
+
+def _parse_udptl(role: str, text: str) -> Via:
+    if role == "send":
+        host, port = _host_port(text, "udptl:")
+        return Via("udptl", text, host, port)
+    local, _, remote = text.partition("@")
+    local_port = _port(local, "udptl: local port") if local else 0
+    if remote:
+        host, port = _host_port(remote, "udptl: remote")
+        return Via("udptl", text, host, port, local_port)
+    return Via("udptl", text, local_port=local_port)
+
+
+async def _open_udptl(via: Via, role: str, args: Any, clock: Any) -> Any:
+    """A T38Phy on a UDPTL socket; the far address is learnt from its first datagram if not given."""
+    from t38.phy import T38PhyOptions, open_t38_udptl
+    from t38.udptl import UdptlConfig
+
+    local_port = via.local_port if role == "receive" else int(getattr(args, "local_port", 0) or 0)
+    options = T38PhyOptions(calling=role == "send", version=args.t38_version, pacing=not args.no_pacing)
+    config = UdptlConfig(redundancy=args.redundancy, max_datagram=args.max_datagram)
+    bind = getattr(args, "bind", None) or "0.0.0.0"
+    try:
+        return await open_t38_udptl(clock, options, local=(bind, local_port), remote=via.remote, udptl_config=config)
+    except OSError as exc:
+        raise ViaError(f"cannot open UDP port {local_port}: {exc.strerror or exc}") from None
+
+
+register_scheme("udptl", _parse_udptl, _open_udptl)
