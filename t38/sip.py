@@ -1151,6 +1151,10 @@ class SipEndpoint:
         config.validate()
         if config.port == 0 and config.bind_address in ("0.0.0.0", "::"):
             raise TrunkConfigError("sip.port 0 needs a specific bind_address")
+        for trunk in config.trunks:
+            if trunk.transport != "udp":
+                raise TrunkConfigError(f"trunk {trunk.name}: transport {trunk.transport!r} is not available: the SIP "
+                                       "library (sippy 2.5) carries SIP over UDP (and WebSocket) only")
         self.config = config
         self.loop: asyncio.AbstractEventLoop = loop  # type: ignore[assignment]  # set by start()
         self.router = router
