@@ -469,7 +469,7 @@ class Rig:
                           completion=stats["completion"],
                           pages=stats["pages_tx"] if call.caller == "far" else stats["pages_rx"],
                           stats=stats)
-            if call.rx_tiff is not None:
+            if call.rx_tiff is not None and os.path.exists(call.rx_tiff):
                 result["rx_tiff"] = call.rx_tiff
             if call.caller == "far":
                 result["tx_tiff"] = self.config.tx_tiff

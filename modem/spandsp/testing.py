@@ -22,6 +22,8 @@ def make_fax_tiff(path: str | os.PathLike[str], pages: int = 3, *, height: int =
                   compression: str = "group4", dpi: tuple[int, int] = (204, 196), seed: int = 1) -> list[np.ndarray]:
     """Write a multi-page bilevel fax TIFF (1728 wide) with Pillow; returns each page as a bool array
     (True = black).  Every page differs, so a page swap or loss is detected."""
+    if height < 100:
+        raise ValueError("height must be at least 100 lines")
     if compression not in ("group3", "group4"):
         raise ValueError("compression must be group3 or group4")
     rng = np.random.default_rng(seed)
@@ -32,8 +34,8 @@ def make_fax_tiff(path: str | os.PathLike[str], pages: int = 3, *, height: int =
         for line in range(0, height - 40, 24):
             draw.text((40 + (line * 7) % 300, line + 10), f"faxengine page {page + 1} line {line // 24} " * 3, fill=0)
         for _ in range(6):
-            x0, y0 = int(rng.integers(0, FAX_WIDTH - 400)), int(rng.integers(0, height - 200))
-            draw.rectangle((x0, y0, x0 + int(rng.integers(20, 400)), y0 + int(rng.integers(10, 200))),
+            x0, y0 = int(rng.integers(0, FAX_WIDTH - 400)), int(rng.integers(0, max(1, height - 200)))
+            draw.rectangle((x0, y0, x0 + int(rng.integers(20, 400)), y0 + int(rng.integers(10, min(200, height // 2)))),
                            fill=0 if rng.random() < 0.5 else None, outline=0, width=3)
         # a page-number bar, so pages cannot be confused
         draw.rectangle((FAX_WIDTH - 60, 20, FAX_WIDTH - 20, 20 + 30 * (page + 1)), fill=0)

@@ -144,3 +144,37 @@ async def test_flow_control_holds_off_a_fast_dte(tmp_path):
     finally:
         dte.close()
         await rig.stop()
+
+
+@pytest.mark.timeout(60)
+async def test_call_mode_rings_dte_answers_and_gets_tsi_dcs(tmp_path):
+    from modem.spandsp.testing import make_fax_tiff
+
+    make_fax_tiff(tmp_path / "src.tif", pages=1, height=200)
+    rig = Rig("call", tx_tiff=str(tmp_path / "src.tif"), speed=4.0, call_delay=0.2, ring_interval=1.0,
+              far_ident="+1 555 0200")
+    paths = await rig.start()
+    dte = PtyDte(paths["modem"])
+    try:
+        await dte.command(b"ATE0")
+        await dte.command(b"AT+FCLASS=1")
+        await dte.read_until(b"RING\r\n", timeout=10)
+        # answer: CED, then an implied AT+FTH=3 for our DIS
+        assert b"CONNECT" in await dte.command(b"ATA", b"CONNECT\r\n", b"NO CARRIER\r\n", timeout=15)
+        dte.write(bytes([0xFF, 0x13, 0x80, 0x00, 0xEE, 0xF8, 0x80, 0x80, 0x91, 0x80, 0x80, 0x80, 0x18, 0x10, 0x03]))
+        assert (await dte.read_until(b"OK\r\n", b"ERROR\r\n", timeout=10)).endswith(b"OK\r\n")
+        frames = []
+        while not frames or frames[-1][1] != 0x13:
+            got = await dte.command(b"AT+FRH=3", b"OK\r\n", b"ERROR\r\n", b"NO CARRIER\r\n", timeout=10)
+            assert got.startswith(b"\r\nCONNECT\r\n"), got
+            frames.append(hdlc_unstuff(got[len(b"\r\nCONNECT\r\n"):]))
+        fcfs = [f[2] & 0xFE for f in frames]
+        assert fcfs[-1] == 0x82                                      # DCS
+        tsi = next(f for f in frames if f[2] & 0xFE == 0x42)
+        assert tsi[3:23][::-1].decode().strip() == "+1 555 0200"
+        assert (await dte.command(b"ATH0")).endswith(b"OK\r\n")
+        result = (await rig.wait_results(1, timeout=20))[0]
+        assert result["far_end"] == "sender" and result["ok"] is False and result["pages"] == 0
+    finally:
+        dte.close()
+        await rig.stop()
