@@ -69,13 +69,25 @@ def table_page() -> np.ndarray:
     return grey < screen
 
 
+def _fs_dither(grey: np.ndarray) -> np.ndarray:
+    return ~np.array(Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("1"))  # Floyd-Steinberg
+
+
 def photo_page() -> np.ndarray:
-    """Error diffusion of a smooth photo-like image: the worst case for run-length coding."""
-    yy, xx = np.mgrid[0:ROWS, 0:WIDTH].astype(np.float32)
+    """A letter with a 4.4 x 4.6 inch error-diffused photo: the usual 'photo' fax page."""
+    page = text_page(seed=1)
+    h, w = 900, 900
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     grey = 128 + 80 * np.sin(xx / 130.0) * np.cos(yy / 90.0) + 40 * np.sin((xx + 2 * yy) / 47.0)
-    grey[: ROWS // 8] = 250
-    img = Image.fromarray(np.clip(grey, 0, 255).astype(np.uint8)).convert("1")  # Floyd-Steinberg
-    return ~np.array(img)
+    grey += 60 * np.exp(-((xx - 450) ** 2 + (yy - 400) ** 2) / 40000.0)
+    page[300 : 300 + h, 400 : 400 + w] = _fs_dither(grey)
+    return page
+
+
+def noise_page() -> np.ndarray:
+    """Worst case: a whole page of error-diffused mid-grey (about 1.2 MB per page in any scheme)."""
+    yy, xx = np.mgrid[0:ROWS, 0:WIDTH].astype(np.float32)
+    return _fs_dither(128 + 80 * np.sin(xx / 130.0) * np.cos(yy / 90.0) + 40 * np.sin((xx + 2 * yy) / 47.0))
 
 
 def halftone_page() -> np.ndarray:
@@ -85,8 +97,14 @@ def halftone_page() -> np.ndarray:
     return grey < screen
 
 
-def corpus() -> dict[str, np.ndarray]:
-    return {"text": text_page(), "table": table_page(), "photo-fs": photo_page(), "halftone": halftone_page()}
+def corpus(worst_case: bool = True) -> dict[str, np.ndarray]:
+    pages = {"text": text_page(), "table": table_page(), "photo": photo_page(), "halftone": halftone_page()}
+    if worst_case:
+        pages[WORST] = noise_page()
+    return pages
+
+
+WORST = "noise-fs"  # reported, but left out of the summary
 
 
 def _median_ms(fn, repeat: int) -> float:
@@ -155,10 +173,10 @@ def run_codec_bench(repeat: int = 5, pages: dict[str, np.ndarray] | None = None,
                 file=out,
             )
     for scheme in ("mh", "mr", "mmr"):
-        sel = [r for r in rows if r["scheme"] == scheme]
+        sel = [r for r in rows if r["scheme"] == scheme and r["page"] != WORST]
         enc = sum(r["encode_ms"] for r in sel) / sum(r["libtiff_encode_ms"] for r in sel)
         dec = sum(r["decode_ms"] for r in sel) / sum(r["libtiff_decode_ms"] for r in sel)
-        print(f"{'ALL':10} {scheme:6} encode ratio {enc:.2f}  decode ratio {dec:.1f} (total time)", file=out)
+        print(f"{'realistic':10} {scheme:6} encode ratio {enc:.2f}  decode ratio {dec:.1f} (sum of times)", file=out)
     return rows
 
 
@@ -167,8 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args(argv)
     print(
-        f"pages {WIDTH}x{ROWS} (A4 fine), median of {args.repeat}; K=4 for MR; ours exclude no step, "
-        "libtiff includes the TIFF container (Pillow save/load in memory)"
+        f"pages {WIDTH}x{ROWS} (A4 fine), median of {args.repeat}; MR with K=4; ours: bool array -> raw strip "
+        "and back; libtiff: Pillow save/load of a one-strip TIFF in memory (includes the container, excludes "
+        "the numpy -> PIL conversion); ratio = ours / libtiff, lower is better"
     )
     run_codec_bench(args.repeat)
     return 0
