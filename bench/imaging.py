@@ -234,21 +234,29 @@ def run_child(argv: list[str]) -> tuple[float, float]:
     return wall, peak_kb / 1024
 
 
-def measure(argv: list[str], out: Path, pages: int, reps: int, timing: Path | None = None) -> dict:
-    walls, peaks, warms = [], [], []
+def measure(runs: dict[str, tuple[list[str], Path, Path | None]], pages: int, reps: int) -> dict[str, dict]:
+    """Run each labelled command ``reps`` times, interleaved (gs, ours, gs, ours, ...) so that load from
+    other processes on the shared machine falls on all of them alike; medians of wall time."""
+    walls: dict[str, list[float]] = {label: [] for label in runs}
+    peaks: dict[str, list[float]] = {label: [] for label in runs}
+    warms: dict[str, list[float]] = {label: [] for label in runs}
     for _ in range(reps):
-        if out.exists():
-            out.unlink()
-        wall, peak = run_child(argv)
-        walls.append(wall)
-        peaks.append(peak)
-        if timing is not None:
-            warms.append(float(timing.read_text()))
-    wall = statistics.median(walls)
-    kb_page = out.stat().st_size / pages / 1024
-    result = {"pages_s": pages / wall, "wall": wall, "peak_mb": max(peaks), "kb_page": kb_page}
-    result["warm_pages_s"] = pages / statistics.median(warms) if warms else None
-    return result
+        for label, (argv, out, timing) in runs.items():
+            if out.exists():
+                out.unlink()
+            wall, peak = run_child(argv)
+            walls[label].append(wall)
+            peaks[label].append(peak)
+            if timing is not None:
+                warms[label].append(float(timing.read_text()))
+    results = {}
+    for label, (_, out, _) in runs.items():
+        wall = statistics.median(walls[label])
+        results[label] = {
+            "pages_s": pages / wall, "peak_mb": max(peaks[label]), "kb_page": out.stat().st_size / pages / 1024,
+            "warm_pages_s": pages / statistics.median(warms[label]) if warms[label] else None,
+        }
+    return results
 
 
 def main() -> None:
@@ -279,16 +287,20 @@ def main() -> None:
             pages = int(pages)
             for comp, device in (("mmr", "tiffg4"), ("mh", "tiffg3")):
                 gs_out = tmpdir / f"gs_{name}_{comp}.tif"
-                gs = measure(_gs(paper, device, src, gs_out), gs_out, pages, args.reps)
+                runs = {"gs": (_gs(paper, device, src, gs_out), gs_out, None)}
                 variants = [("ours", OURS)] + ([("ours x2", OURS_2)] if args.workers > 1 else [])
-                print(f"{name:11} {comp:6} {'gs ' + device:9} {gs['pages_s']:8.1f} {gs['peak_mb']:8.0f} "
-                      f"{gs['kb_page']:8.1f}")
                 for label, template in variants:
-                    out = tmpdir / f"ours_{name}_{comp}.tif"
-                    timing = tmpdir / "timing"
+                    out = tmpdir / f"{label.replace(' ', '_')}_{name}_{comp}.tif"
+                    timing = tmpdir / f"timing_{label.replace(' ', '_')}"
                     code = template.format(repo=str(REPO), src=str(src), out=str(out), comp=comp,
                                            bilevel=args.bilevel, timing=str(timing))
-                    ours = measure([sys.executable, "-c", code], out, pages, args.reps, timing)
+                    runs[label] = ([sys.executable, "-c", code], out, timing)
+                results = measure(runs, pages, args.reps)
+                gs = results["gs"]
+                print(f"{name:11} {comp:6} {'gs ' + device:9} {gs['pages_s']:8.1f} {gs['peak_mb']:8.0f} "
+                      f"{gs['kb_page']:8.1f}")
+                for label, _ in variants:
+                    ours = results[label]
                     speed, size = ours["pages_s"] / gs["pages_s"], ours["kb_page"] / gs["kb_page"]
                     warm = ours["warm_pages_s"] / gs["pages_s"]
                     summary.append((name, comp, label, speed, size, ours["peak_mb"], warm))
