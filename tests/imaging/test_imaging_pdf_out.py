@@ -116,3 +116,31 @@ def test_pages_to_pdf(helpers):
     pages = fax_pages(helpers)
     pdf = pages_to_pdf(pages)
     assert all(np.array_equal(render_native(pdf, i, 1728, p.rows), p.pixels) for i, p in enumerate(pages))
+
+
+def _viewfax():
+    import os
+    from pathlib import Path
+
+    for candidate in (os.environ.get("FAXENGINE_VIEWFAX", ""), "/usr/share/doc/mgetty-viewfax/viewfax.tif",
+                      "/tmp/vf/x/usr/share/doc/mgetty-viewfax/viewfax.tif"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.skipif(_viewfax() is None, reason="viewfax.tif (Debian mgetty-viewfax) not present")
+def test_real_received_fax_viewfax():
+    """A real TIFF-F page written by fax2tiff: G4, FillOrder 2, A4 fine."""
+    from imaging.convert import convert
+    from imaging.tiff_f import read_tiff_f
+
+    path = _viewfax()
+    stored = list(read_tiff_f(path))
+    assert len(stored) == 1 and stored[0].fill_order == 2 and stored[0].compression == 4
+    page = stored[0].page
+    assert page.pixels.shape == (2292, 1728) and page.y_dpi == 196
+    assert np.array_equal(next(convert(path)).pixels, page.pixels)  # passthrough
+    pdf = tiff_to_pdf_bytes(path)
+    assert np.array_equal(render_native(pdf, 0, 1728, 2292), page.pixels)
+    assert len(pdf) < path.stat().st_size + 1024
