@@ -22,7 +22,7 @@ from imaging.page import FaxPage
 from modem.call import ModemSpec, connect_class1, failure_result, finish_result, open_line, parse_spec
 from modem.class2 import Class2Driver
 
-VIRTUAL_SPEED = 4.0
+VIRTUAL_SPEED = 6.0
 
 
 class ScaledClock:

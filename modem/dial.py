@@ -85,9 +85,10 @@ class ModemLine:
 
     def __init__(self, port: str | None = None, *, quirks: Quirks | None = None, clock: Clock | None = None,
                  fd: int | None = None, max_failures: int = 3, flow: str | None = None,
-                 baudrate: int | None = None, atz_timeout: float = 5.0) -> None:
+                 baudrate: int | None = None, atz_timeout: float = 5.0, at_timeout: float = 1.0) -> None:
         self.port = port
         self.atz_timeout = atz_timeout
+        self.at_timeout = at_timeout
         self.clock = clock or MonotonicClock()
         self.quirks = quirks
         self._fixed_quirks = quirks is not None
@@ -144,13 +145,13 @@ class ModemLine:
 
     async def _rung_at(self) -> bool:
         self.ch.flush_input()
-        return await self._try("AT", 1.0)
+        return await self._try("AT", self.at_timeout)
 
     async def _rung_can(self) -> bool:
         await self.ch.write(bytes([CAN]))
         await self.clock.sleep(0.2)
         self.ch.flush_input()
-        return await self._try("AT", 1.0)
+        return await self._try("AT", self.at_timeout)
 
     async def _rung_atz(self) -> bool:
         self.ch.flush_input()
@@ -158,14 +159,14 @@ class ModemLine:
             return False
         await self.clock.sleep(0.3)
         self.ch.flush_input()                       # some modems say OK twice after ATZ
-        return await self._try("AT", 1.0)
+        return await self._try("AT", self.at_timeout)
 
     async def _rung_dtr(self) -> bool:
         if not self.ch.drop_dtr(0.1):
             return False
         await self.clock.sleep(0.5)
         self.ch.flush_input()
-        return await self._try("AT", 2.0)
+        return await self._try("AT", 2 * self.at_timeout)
 
     async def _rung_reopen(self) -> bool:
         if self.port is None:
@@ -173,7 +174,7 @@ class ModemLine:
         await self.ch.reopen()
         await self.clock.sleep(0.2)
         self.ch.flush_input()
-        return await self._try("ATZ", self.atz_timeout) and await self._try("AT", 1.0)
+        return await self._try("ATZ", self.atz_timeout) and await self._try("AT", self.at_timeout)
 
     def mark_ok(self) -> None:
         self.health.consecutive_failures = 0

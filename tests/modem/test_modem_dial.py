@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(40)
 @pytest.fixture
 async def line_and_fake():
     fake = FakeModem()
-    line = ModemLine(fake.path, atz_timeout=0.5)
+    line = ModemLine(fake.path, atz_timeout=0.5, at_timeout=0.3)
     await line.open()
     yield line, fake
     await line.close()
@@ -114,7 +114,7 @@ async def test_reset_ladder_failure_is_counted(line_and_fake):
 
 async def test_modem_marked_down_after_repeated_failures():
     fake = FakeModem()
-    line = ModemLine(fake.path, max_failures=2, atz_timeout=0.5)
+    line = ModemLine(fake.path, max_failures=2, atz_timeout=0.5, at_timeout=0.3)
     await line.open()
     try:
         fake.handlers.update({"AT": "silent", "ATZ": "silent"})
