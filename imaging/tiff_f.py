@@ -43,6 +43,9 @@ BAD_FAX_LINES, CLEAN_FAX_DATA, CONSECUTIVE_BAD_FAX_LINES = 326, 327, 328
 T4_2D, T4_FILL_BITS = 1, 4
 
 _SHORT, _ASCII, _LONG, _RATIONAL = 3, 2, 4, 5
+# T.4 line widths: A4/B4/A3 at 8 pels/mm, at 300 dpi and at 16 pels/mm. What we send is 1728; a received
+# page is stored at the width it came in.
+FAX_WIDTHS = frozenset({1728, 2048, 2432, 2592, 3072, 3648, 3456, 4096, 4864})
 _REVERSE_BITS = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
@@ -152,11 +155,13 @@ class TiffFWriter:
     ) -> int:
         """Append one page (``strip``: already coded by ``encode_strip`` with this writer's settings).
         Returns the bytes of coded data."""
-        if page.width != FAX_WIDTH:
-            raise ImagingError(f"a TIFF-F page is {FAX_WIDTH} pixels wide, not {page.width}")
+        if page.width not in FAX_WIDTHS:
+            raise ImagingError(f"a TIFF-F page is {FAX_WIDTH} pixels wide (or a T.4 B4/A3 width), not {page.width}")
         if strip is None:
             strip = encode_strip(page, self.compression, byte_align=self.byte_align)
-        return self.add_coded(strip, page.rows, page.y_dpi, quality=quality, when=when, x_dpi=page.x_dpi)
+        return self.add_coded(
+            strip, page.rows, page.y_dpi, quality=quality, when=when, x_dpi=page.x_dpi, width=page.width
+        )
 
     def add_coded(
         self, strip: bytes, rows: int, y_dpi: int, *, quality: ReceptionQuality | None = None,

@@ -8,6 +8,8 @@ import subprocess
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from imaging.convert import convert_to_tiff
@@ -108,6 +110,21 @@ def test_mr_uses_k4_at_fine_and_k2_at_standard(helpers):
         assert tags[: 2 * k] == ([1] + [0] * (k - 1)) * 2
 
 
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(1, 300), density=st.floats(0, 1), seed=st.integers(0, 2**32 - 1),
+    compression=st.sampled_from(["mh", "mr", "mmr"]), fill_order=st.sampled_from([1, 2]),
+    y_dpi=st.sampled_from([98, 196, 391]), byte_align=st.booleans(),
+)
+def test_round_trip_property(rows, density, seed, compression, fill_order, y_dpi, byte_align):
+    pixels = np.random.default_rng(seed).random((rows, 1728)) < density
+    buf = io.BytesIO()
+    with TiffFWriter(buf, compression=compression, fill_order=fill_order, byte_align=byte_align) as writer:
+        writer.add_page(FaxPage(pixels, y_dpi))
+    stored = next(read_tiff_f(buf.getvalue()))
+    assert stored.page.y_dpi == y_dpi and np.array_equal(stored.page.pixels, pixels)
+
+
 def test_writer_streams_pages_and_patches_totals(helpers):
     buf = io.BytesIO()
     writer = TiffFWriter(buf, compression="mmr")
@@ -126,7 +143,16 @@ def test_writer_refuses_wrong_width():
     from imaging.errors import ImagingError
 
     with pytest.raises(ImagingError, match="1728"):
-        TiffFWriter(io.BytesIO()).add_page(FaxPage(np.zeros((10, 2048), bool)))
+        TiffFWriter(io.BytesIO()).add_page(FaxPage(np.zeros((10, 1700), bool)))
+
+
+def test_received_b4_page_keeps_its_width(helpers):
+    pixels = np.zeros((100, 2048), bool)
+    pixels[10:20, 2000:] = True
+    buf = io.BytesIO()
+    with TiffFWriter(buf, compression="mmr") as writer:
+        writer.add_page(FaxPage(pixels, 98), quality=ReceptionQuality())
+    assert np.array_equal(next(read_tiff_f(buf.getvalue())).page.pixels, pixels)
 
 
 def test_reader_accepts_ghostscript_tiff_f(tmp_path, letter_pdf):
