@@ -168,6 +168,27 @@ class _OneD:
         _add_runs(words, end, self.val, self.bits, self.ext)
 
 
+class _OneDEntries:
+    """MH coding of some rows of a _TwoD band, from its changing elements (saves a second mask)."""
+
+    def __init__(self, colc: np.ndarray, start: np.ndarray, counts: np.ndarray, mask_rows: np.ndarray) -> None:
+        cnt = counts[mask_rows] - 2  # changes + the first sentinel (= width): one entry per run
+        first = np.cumsum(cnt) - cnt
+        total = int(cnt.sum())
+        local = np.arange(total) - np.repeat(first, cnt)
+        ent = local + np.repeat(start[mask_rows], cnt)
+        prev = colc[ent - 1]
+        prev[first] = 0
+        self.val, self.bits, self.ext = _run_words(colc[ent] - prev, (local & 1).astype(_I))
+        self.first = first
+        self.counts = cnt
+        self.row_bits = np.add.reduceat(self.bits, first, dtype=np.int64) if total else np.zeros(0, np.int64)
+
+    def place(self, words: _Words, data_start: np.ndarray) -> None:
+        if self.first.size:
+            _add_runs(words, _ends(self.bits, self.first, self.counts, data_start), self.val, self.bits, self.ext)
+
+
 class _TwoD:
     """2-D coding of rows against the previous row; `ref` is the line above the first row (None = white)."""
 
@@ -197,27 +218,41 @@ class _TwoD:
         pop = np.bitwise_count(packed).astype(_I)
         pop_before = np.cumsum(pop, dtype=_I) - pop
 
-        c0 = int(start[1])
-        n = flat.size - c0
-        a1 = colc[c0 : c0 + n]
-        row_first = start[1:] - c0  # candidate index of each row's first entry
+        if coded_rows is None:  # every row: candidates are all entries from mask row 1 on
+            c0 = int(start[1])
+            n = flat.size - c0
+            cand = np.arange(c0, c0 + n, dtype=_I)
+            cur, prev = slice(c0, c0 + n), slice(c0 - 1, c0 - 1 + n)
+            row_first = start[1:] - c0  # candidate index of each row's first entry
+            row_counts = counts[1:]
+            self.one_d = None
+        else:  # MR: 2-D rows only; the 1-D rows are run-length coded from the same entries
+            coded = np.flatnonzero(coded_rows) + 1
+            row_counts = counts[coded]
+            row_first = np.cumsum(row_counts) - row_counts
+            n = int(row_counts.sum())
+            cand = (np.arange(n) - np.repeat(row_first - start[coded], row_counts)).astype(_I)
+            cur, prev = cand, cand - 1
+            self.one_d = _OneDEntries(colc, start, counts, np.flatnonzero(~coded_rows) + 1)
+        a1 = colc[cur]
         first = np.zeros(n, dtype=bool)
         first[row_first] = True
-        a0 = np.where(first, _I(-1), col[c0 - 1 : c0 - 1 + n])  # previous entry's column
+        a0 = np.where(first, _I(-1), col[prev])  # previous entry's column
         # rank: number of mask entries before (reference row, a1) = reference changes left of a1
-        pos = flat[c0:] - _I(wp)
+        pos = flat[cur] - _I(wp)
         wi = pos >> 6
         m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63]).astype(_I)
         # j0 = first reference entry > a0 = rank(a0) + [reference has a change at a0]
         j0 = np.empty(n, dtype=_I)
         j0[1:] = m[:-1]
         j0[0] = 0
-        j0 += mflat.view(np.uint8)[flat[c0 - 1 : c0 - 1 + n] - _I(wp)]
-        j0[row_first] = start[:-1]
+        j0 += mflat.view(np.uint8)[flat[prev] - _I(wp)]
+        j0[row_first] = start[:-1] if coded_rows is None else start[coded - 1]
         # b1 changes to a1's colour: its index within the reference row has the parity of k, a1's index
         # within the coding row; (j0 - ref_start) ^ (c - row_start) folds into a per-row parity
-        row_par = np.repeat(((start[1:] ^ start[:-1]) & 1).astype(_I), counts[1:])
-        j = j0 + ((j0 ^ np.arange(c0, c0 + n, dtype=_I) ^ row_par) & 1)
+        par = (start[1:] ^ start[:-1]) & 1
+        row_par = np.repeat((par if coded_rows is None else par[coded - 1]).astype(_I), row_counts)
+        j = j0 + ((j0 ^ cand ^ row_par) & 1)
         npass = np.maximum(m - j, 0) >> 1
         jb1 = j + 2 * npass
         d = a1 - colc[jb1]
@@ -227,8 +262,6 @@ class _TwoD:
         idx = np.arange(n, dtype=_I)
         s = np.maximum.accumulate(np.where(g, idx, _I(0)))
         valid = (((idx - s) & 1) == 0) & (a0 < width)
-        if coded_rows is not None:
-            valid &= np.repeat(coded_rows, counts[1:])
         st = np.flatnonzero(valid)
         npass = npass[st]
         hs = np.flatnonzero(horiz[st])
@@ -237,7 +270,7 @@ class _TwoD:
         colour = (sth - row_first[np.searchsorted(row_first, sth, side="right") - 1]) & 1  # k & 1
         a1h = a1[sth]
         a0h = np.where(npass[hs] > 0, colc[np.maximum(jb1[sth] - 1, 0)], np.maximum(a0[sth], 0))
-        a2 = colc[c0 + sth + 1]
+        a2 = colc[cand[sth] + 1]
         self.r1 = _run_words(a1h - a0h, colour)
         self.r2 = _run_words(a2 - a1h, 1 - colour)
         dv = (d[st] + 3) & 7
@@ -309,10 +342,14 @@ def encode_page(
         band = pixels[r0 : r0 + BAND_ROWS]
         one_d = one_d_all[r0 : r0 + BAND_ROWS]
         data_bits = np.zeros(band.shape[0], dtype=np.int64)
-        coder_1d = _OneD(band[one_d]) if one_d.any() else None
+        coder_1d = None
         coder_2d = None
-        if not one_d.all():
+        if one_d.all():
+            coder_1d = _OneD(band)
+        else:
             coder_2d = _TwoD(band, pixels[r0 - 1] if r0 else None, None if mmr else ~one_d)
+            if one_d.any():
+                coder_1d = coder_2d.one_d
         if coder_1d is not None:
             data_bits[one_d] = coder_1d.row_bits
         if coder_2d is not None:

@@ -59,6 +59,15 @@ def test_ours_is_byte_identical_to_libtiff(comp, k):
         assert ours == cc.libtiff_encode(page, comp, k=k), name
 
 
+@pytest.mark.parametrize("comp,k", [(MH, 2), (MR, 2), (MR, 4)], ids=lambda v: str(getattr(v, "value", v)))
+def test_byte_aligned_eols_identical_to_libtiff(comp, k):
+    """T4Options bit 2 (EOL padding): same fill as libtiff."""
+    for name in ("text", "noise", "odd_width"):
+        page = PAGES[name]
+        ours = encode(page, comp, k=k, rtc=False, byte_align=True)
+        assert ours == cc.libtiff_encode(page, comp, k=k, byte_align=True), name
+
+
 @pytest.mark.skipif(not cc.HAVE_TIFFCP, reason="libtiff-tools not installed")
 @pytest.mark.parametrize("comp,k", CASES, ids=lambda v: str(getattr(v, "value", v)))
 @pytest.mark.parametrize("byte_align", [False, True], ids=["plain", "aligned"])
