@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 
 import pytest
 from sip_helpers import AUDIO_SDP, IMAGE_SDP, body_of, status_of
@@ -81,12 +82,21 @@ async def test_invite_with_unparsable_sdp_gets_400(endpoints, raw_uac_factory, c
 async def test_unknown_did_gets_404_and_a_log_line(endpoints, raw_uac_factory, caplog):
     ep, inbound = await answering_endpoint(endpoints)
     uac = raw_uac_factory(ep.address)
+    fds_before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):     # no socket or call left behind by refused INVITEs
+        uac.call_id, uac.to_tag = uac.call_id + "x", ""
+        resp = await asyncio.to_thread(uac.request, "INVITE", f"sip:5555@127.0.0.1:{ep.address[1]}",
+                                       AUDIO_SDP.format(port=4000))
+        assert status_of(resp) == 404
+    await asyncio.sleep(0.2)
+    assert len(os.listdir("/proc/self/fd")) <= fds_before + 2
+    uac.call_id = uac.call_id + "y"
     with caplog.at_level(logging.INFO, logger="t38.sip"):
         resp = await asyncio.to_thread(uac.request, "INVITE", f"sip:5555@127.0.0.1:{ep.address[1]}",
                                        AUDIO_SDP.format(port=4000))
     assert status_of(resp) == 404
     assert "unknown DID '5555'" in caplog.text
-    assert ep.stats["rejected_unknown_did"] == 1
+    assert ep.stats["rejected_unknown_did"] == 21
     await asyncio.sleep(0.1)
     assert ep.active_calls() == 0
 

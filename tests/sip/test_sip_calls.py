@@ -232,3 +232,31 @@ async def test_trunk_call_limit_and_busy_answer(endpoints):
         await ep_a.call("2002", "peer")
     assert info.value.error_code == "channel_busy"
     await call.hangup()
+
+
+async def test_no_answer_cancels_and_busy_maps_to_busy(endpoints):
+    never = asyncio.Event()
+
+    async def slow_router(did: str, caller: str, trunk: Trunk):
+        if did == "3003":
+            await never.wait()          # never decides: the INVITE stays unanswered
+        return "acct"
+
+    inbound: asyncio.Queue[SipCall] = asyncio.Queue()
+    ep_b = await endpoints(SipConfig(port=0, default_trunk=Trunk(name="direct", proxy="127.0.0.1", max_calls=1,
+                                                                 t38_request_as_callee=None)),
+                           router=slow_router, on_incoming=inbound.put)
+    ep_a = await endpoints(SipConfig(port=0, trunks=(direct_trunk(ep_b.address[1], answer_timeout=0.5,
+                                                                  t38_request_as_caller=None),)))
+    with pytest.raises(Exception) as info:
+        await ep_a.call("3003", "peer")
+    assert info.value.error_code == "no_answer"
+    await asyncio.sleep(0.3)
+    assert ep_a.active_calls() == 0 and ep_b.active_calls() == 0     # the CANCEL reached B
+    first = await ep_a.call("2002", "peer")
+    with pytest.raises(Exception) as info:
+        await ep_a.call("2002", "peer")                               # B allows one call: 486
+    assert info.value.error_code == "busy" and info.value.sip_code == 486
+    assert "remote busy (SIP 486" in info.value.error_message
+    await first.hangup()
+    never.set()

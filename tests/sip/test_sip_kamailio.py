@@ -185,3 +185,10 @@ async def test_call_routed_by_number_through_kamailio_switches_to_t38(endpoints,
     with pytest.raises(CallFailure) as info:
         await ep_a.call("3003", "kam")
     assert info.value.error_code == "not_found" and info.value.sip_code == 404
+    # wrong credentials for the proxy: 407 again after our answer -> "forbidden"
+    wrong = await endpoints(SipConfig(port=0, trunks=(Trunk(name="kam", proxy=f"127.0.0.1:{kamailio}",
+                                                            domain="127.0.0.1", username="1001",
+                                                            password="wrong"),)))
+    with pytest.raises(CallFailure) as info:
+        await wrong.call("2002", "kam", caller="1001")
+    assert info.value.error_code == "forbidden" and info.value.sip_code == 407
