@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 
 from .convert import DEFAULT_PAGE_LIMIT, convert_to_tiff
@@ -50,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _guarded(command: Callable[[argparse.Namespace], int], name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            return command(args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Pillow's notes on damaged files: the outcome is what counts
+                return command(args)
         except ImagingError as exc:
             print(f"faxengine {name}: {exc}", file=sys.stderr)
         except OSError as exc:
