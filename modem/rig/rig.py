@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from modem.spandsp import CallEvent, FaxAudioTerminal, ModemControl
 
@@ -80,6 +81,7 @@ class RigConfig:
                 raise RigError("call mode needs a TIFF to send (tx_tiff)")
             if not os.path.isfile(self.tx_tiff):
                 raise RigError(f"TIFF to send not found: {self.tx_tiff}")
+            _check_bilevel_tiff(self.tx_tiff)
         if self.mode == "answer":
             if not self.output_dir:
                 raise RigError("answer mode needs an output directory")
@@ -94,6 +96,18 @@ class RigConfig:
                 raise RigError(f"dial result for {number!r} must be one of {', '.join(DIAL_RESULTS)}")
         if self.link_dir is not None and not os.path.isdir(self.link_dir):
             raise RigError(f"link directory does not exist: {self.link_dir}")
+
+
+def _check_bilevel_tiff(path: str) -> None:
+    """spandsp only sends bilevel TIFFs; say so now rather than as a phase-E code mid-call."""
+    try:
+        with Image.open(path) as im:
+            for i in range(getattr(im, "n_frames", 1)):
+                im.seek(i)
+                if im.mode != "1":
+                    raise RigError(f"{path}: page {i + 1} is not bilevel (mode {im.mode}); send a fax TIFF")
+    except (UnidentifiedImageError, OSError) as exc:
+        raise RigError(f"{path}: not a readable TIFF ({exc})") from exc
 
 
 @dataclass

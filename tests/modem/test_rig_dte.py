@@ -109,6 +109,13 @@ async def test_rig_rejects_bad_configuration(tmp_path):
         Rig("call")
     with pytest.raises(RigError, match="not found"):
         Rig("call", tx_tiff=str(tmp_path / "nope.tif"))
+    (tmp_path / "text.tif").write_text("not a tiff")
+    with pytest.raises(RigError, match="not a readable TIFF"):
+        Rig("call", tx_tiff=str(tmp_path / "text.tif"))
+    from PIL import Image
+    Image.new("RGB", (64, 64)).save(tmp_path / "colour.tif")
+    with pytest.raises(RigError, match="not bilevel"):
+        Rig("call", tx_tiff=str(tmp_path / "colour.tif"))
     with pytest.raises(RigError, match="output directory"):
         Rig("answer", output_dir=str(tmp_path / "missing"))
     with pytest.raises(RigError, match="dial result"):
