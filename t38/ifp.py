@@ -120,30 +120,29 @@ class IfpPacket:
 
 class _BitWriter:
     def __init__(self) -> None:
-        self.bits: list[int] = []
+        self.out = bytearray()
+        self.acc = 0    # pending bits (fewer than 8)
+        self.n = 0
 
     def put(self, value: int, nbits: int) -> None:
-        for i in range(nbits - 1, -1, -1):
-            self.bits.append((value >> i) & 1)
+        self.acc = (self.acc << nbits) | (value & ((1 << nbits) - 1))
+        self.n += nbits
+        while self.n >= 8:
+            self.n -= 8
+            self.out.append((self.acc >> self.n) & 0xFF)
+        self.acc &= (1 << self.n) - 1
 
     def align(self) -> None:
-        while len(self.bits) % 8:
-            self.bits.append(0)
+        if self.n:
+            self.put(0, 8 - self.n)
 
     def put_octets(self, data: bytes) -> None:
         self.align()
-        for byte in data:
-            self.put(byte, 8)
+        self.out += data
 
     def to_bytes(self) -> bytes:
         self.align()
-        out = bytearray()
-        for i in range(0, len(self.bits), 8):
-            byte = 0
-            for bit in self.bits[i:i + 8]:
-                byte = (byte << 1) | bit
-            out.append(byte)
-        return bytes(out)
+        return bytes(self.out)
 
 
 class _BitReader:
