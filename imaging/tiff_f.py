@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import math
 import os
 import struct
 import threading
@@ -301,7 +302,12 @@ def _read(path: str | os.PathLike[str]) -> bytes:
 def resolution_dpi(tags: TiffImagePlugin.ImageFileDirectory_v2) -> tuple[float, float]:
     """(x, y) resolution in dots per inch from a TIFF IFD; (0, 0) when absent."""
     unit = tags.get(RESOLUTION_UNIT, 2)
-    xres, yres = float(tags.get(X_RESOLUTION, 0) or 0), float(tags.get(Y_RESOLUTION, 0) or 0)
+    try:
+        xres, yres = float(tags.get(X_RESOLUTION, 0) or 0), float(tags.get(Y_RESOLUTION, 0) or 0)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return 0.0, 0.0
+    if not (math.isfinite(xres) and math.isfinite(yres) and xres > 0 and yres > 0):
+        return 0.0, 0.0  # 0/0 rationals and the like: no usable resolution
     if unit == 3:
         return xres * 2.54, yres * 2.54
     if unit == 1:  # no absolute unit: aspect only

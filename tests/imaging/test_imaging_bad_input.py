@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 
 import pypdf
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from reportlab.lib.pagesizes import letter
 
@@ -173,3 +176,49 @@ def test_page_render_deadline(helpers, monkeypatch):
 
     monkeypatch.setattr(imaging.pdf, "PAGE_RENDER_SECONDS", 0.0)
     assert "takes too long to render" in error_of(helpers.pdf_bytes([(letter, helpers.draw_mixed)]))
+
+
+def _seed_documents() -> dict[str, bytes]:
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=letter, invariant=1)
+    c.drawString(72, 700, "fuzz seed")
+    c.rect(100, 100, 200, 200, fill=1)
+    c.showPage()
+    c.save()
+    seeds = {"pdf": buf.getvalue()}
+    for fmt in ("PNG", "JPEG", "GIF", "BMP", "TIFF"):
+        out = io.BytesIO()
+        Image.new("RGB", (120, 90), (30, 90, 200)).save(out, fmt)
+        seeds[fmt] = out.getvalue()
+    out = io.BytesIO()
+    Image.new("1", (1728, 50), 1).save(out, "TIFF", compression="group4", dpi=(204, 196))
+    seeds["fax"] = out.getvalue()
+    return seeds
+
+
+SEEDS = _seed_documents()
+
+
+@settings(max_examples=int(os.environ.get("IMAGING_FUZZ_EXAMPLES", "60")), deadline=None)
+@given(
+    name=st.sampled_from(sorted(SEEDS)),
+    edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255), st.integers(0, 2)),
+                   min_size=1, max_size=8),
+)
+def test_damaged_documents_never_crash(name, edits):
+    data = bytearray(SEEDS[name])
+    for where, value, kind in edits:
+        at = int(where * len(data))
+        if kind == 0:
+            data[at] = value
+        elif kind == 1:
+            del data[at : at + value // 8 + 1]
+        else:
+            data[at:at] = bytes([value]) * 4
+    for attempt in (lambda: list(convert(bytes(data))), lambda: tiff_to_pdf(bytes(data), io.BytesIO())):
+        try:
+            attempt()
+        except ImagingError as exc:
+            assert "\n" not in str(exc)
