@@ -1387,3 +1387,141 @@ async def open_call_phy(call: SipCall, clock: Any, *, calling: bool, pacing: boo
     if watch_media:
         call.watch_media(watch_media)
     return phy
+
+
+# ---------------------------------------------------------------------------------------------
+# One fax call for the command line (``faxengine send/receive --via sip:...``)
+
+
+class SipViaError(ValueError):
+    """A ``--via sip:`` value or SIP configuration that cannot be used."""
+
+
+def load_sip_config(path: str | None = None) -> SipConfig | None:
+    """The ``[sip]`` table of a TOML file (``$FAXENGINE_SIP_CONFIG`` when no path is given)."""
+    import os
+    import tomllib
+
+    from t38.trunk import sip_config_from_dict
+
+    path = path or os.environ.get("FAXENGINE_SIP_CONFIG")
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise SipViaError(f"SIP configuration {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SipViaError(f"SIP configuration {path}: {exc}") from None
+    try:
+        return sip_config_from_dict(data.get("sip", {}))
+    except TrunkConfigError as exc:
+        raise SipViaError(f"SIP configuration {path}: {exc}") from None
+
+
+def _direct_config(where: str, role: str, base: SipConfig | None) -> tuple[SipConfig, Trunk]:
+    try:
+        host, port = parse_hostport(where)
+    except TrunkConfigError as exc:
+        raise SipViaError(f"sip: {where!r} is neither a configured trunk nor HOST[:PORT] ({exc})") from None
+    defaults = (base.default_trunk if base else None) or Trunk(name="direct", proxy="127.0.0.1")
+    if role == "send":
+        trunk = dataclasses.replace(defaults, name="direct", proxy=f"{host}:{port}", registrar="", register=False,
+                                    outbound_proxy="")
+        bind = base.bind_address if base and base.bind_address not in ("0.0.0.0", "::") else _route_to(host)
+        return SipConfig(bind_address=bind, port=0, trunks=(trunk,), user_agent="faxengine"), trunk
+    return SipConfig(bind_address=host, port=port, default_trunk=defaults), defaults
+
+
+async def run_sip_fax(number: str, where: str, *, role: str, clock: Any, session_factory: Callable[..., Any],
+                      pages: Any = None, on_page: Any = None, timeout: float | None = None,
+                      pacing: bool = True, config_path: str | None = None) -> SessionResult:
+    """Place (``send``) or take (``receive``) one SIP call, switch to T.38, run one T.30 session.
+
+    ``where`` is a trunk of the SIP configuration, or ``HOST[:PORT]``: the peer to dial, or the
+    address to listen on.  SIP failures come back as a failed SessionResult with a clear reason."""
+    base = load_sip_config(config_path)
+    trunk_names = [t.name for t in base.trunks] if base else []
+    if where in trunk_names:
+        assert base is not None
+        config, trunk = base, base.trunk(where)
+    else:
+        config, trunk = _direct_config(where, role, base)
+    try:
+        config.validate()
+    except TrunkConfigError as exc:
+        raise SipViaError(str(exc)) from None
+    if role == "send":
+        return await _send_one(config, trunk, number, clock, session_factory, pages, pacing)
+    return await _receive_one(config, trunk, number, clock, session_factory, on_page, timeout, pacing)
+
+
+async def _send_one(config: SipConfig, trunk: Trunk, number: str, clock: Any, session_factory: Callable[..., Any],
+                    pages: Any, pacing: bool) -> SessionResult:
+    endpoint = SipEndpoint(config)
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        raise SipViaError(f"cannot open the SIP port: {exc.strerror or exc}") from None
+    try:
+        if trunk.register:
+            state = await endpoint.wait_registration(trunk.name, 15)
+            if state.state != "registered":
+                return CallFailure("forbidden" if state.code in (401, 403, 407) else "sip_error",
+                                   f"registration with trunk {trunk.name} failed: {state.reason}", state.code,
+                                   state.code not in (401, 403, 407)).to_result("send")
+        try:
+            call = await endpoint.call(number, trunk)
+            phy = await open_call_phy(call, clock, calling=True, pacing=pacing)
+        except CallFailure as failure:
+            return failure.to_result("send")
+        try:
+            result = await session_factory(phy, clock, send_pages=pages, calling=True).run()
+        finally:
+            await call.hangup()
+        return result
+    finally:
+        await endpoint.close()
+
+
+async def _receive_one(config: SipConfig, trunk: Trunk, number: str, clock: Any,
+                       session_factory: Callable[..., Any], on_page: Any, timeout: float | None,
+                       pacing: bool) -> SessionResult:
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[SessionResult] = loop.create_future()
+
+    def route(did: str, caller: str, _trunk: Trunk) -> str | None:
+        if done.done() or (number and did != number):
+            return None
+        return "cli"
+
+    async def take(call: SipCall) -> None:
+        try:
+            phy = await open_call_phy(call, clock, calling=False, pacing=pacing)
+        except CallFailure as failure:
+            if not done.done():
+                done.set_result(failure.to_result("receive"))
+            return
+        try:
+            result = await session_factory(phy, clock, on_page=on_page, calling=False).run()
+        finally:
+            await call.hangup()
+        if not done.done():
+            done.set_result(result)
+
+    endpoint = SipEndpoint(config, router=route, on_incoming=take)
+    try:
+        await endpoint.start()
+    except OSError as exc:
+        raise SipViaError(f"cannot listen for SIP on {config.bind_address}:{config.port}: "
+                          f"{exc.strerror or exc}") from None
+    try:
+        log.info("waiting for a SIP call%s on %s:%d", f" to {number}" if number else "", *endpoint.address)
+        try:
+            return await asyncio.wait_for(asyncio.shield(done), timeout)
+        except TimeoutError:
+            return SessionResult(role="receive", error_phase="A", error_code="no_call",
+                                 error_message=f"no SIP call within {timeout:g} s")
+    finally:
+        await endpoint.close()
