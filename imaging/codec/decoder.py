@@ -12,7 +12,8 @@ otherwise decoding stops there. EOFB ends the page.
 
 Bit reading: a 13-bit window at every bit position is computed with numpy in one pass. 1-D rows
 (all MH rows, MR's 1-D rows) are decoded all at once: one numpy step per code word advances every
-row in parallel. 2-D rows depend on the row above, so they are decoded one after another with a
+row in parallel (the last few long rows finish in a Python loop, cheaper than numpy calls on tiny
+arrays). 2-D rows depend on the row above, so they are decoded one after another with a
 plain Python loop per code word over lookup lists (read through a memoryview). Work is bounded by
 the input length (every step consumes bits or ends the row).
 """
@@ -118,12 +119,26 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
             colour ^= 1
         elif mode == 7:  # pass
             a0 = ref[j + 1]
-        elif mode == 8:  # horizontal
-            r1, p = _run(win, p, end, _LB if colour else _LW)
-            if r1 < 0:
-                return None
-            r2, p = _run(win, p, end, _LW if colour else _LB)
-            if r2 < 0:
+        elif mode == 8:  # horizontal: two runs, usually one terminating code each
+            lut = _LB if colour else _LW
+            e = lut[win[p]]
+            if 0 < e < 2048:  # terminating code (run < 64)
+                r1 = e >> 5
+                p += e & 31
+            else:
+                r1, p = _run(win, p, end, lut)
+                if r1 < 0:
+                    return None
+            lut = _LW if colour else _LB
+            e = lut[win[p]]
+            if 0 < e < 2048:
+                r2 = e >> 5
+                p += e & 31
+            else:
+                r2, p = _run(win, p, end, lut)
+                if r2 < 0:
+                    return None
+            if p > end:
                 return None
             a1 = (a0 if a0 > 0 else 0) + r1
             a2 = a1 + r2
@@ -146,6 +161,32 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
 _LUT_1D = np.array([_LW, _LB], dtype=np.int32).reshape(-1)  # index: colour << 13 | window
 
 
+_SCALAR_BELOW = 64  # a numpy step costs about as much as this many Python steps
+
+
+def _finish_1d(win, p: int, x: int, colour: int, lim: int, width: int) -> tuple[int, list[int], bool] | None:
+    """Continue one MH row from a decoder state; (end bit, changes, saw a zero-length run) or None."""
+    chg: list[int] = []
+    zero = False
+    lut = _LB if colour else _LW
+    while True:
+        e = lut[win[p]]
+        if not e:
+            return None
+        p += e & 31
+        if p > lim:
+            return None
+        run = e >> 5
+        x += run
+        if run < 64:
+            if x >= width:
+                return (p, chg, zero) if x == width else None
+            zero = zero or run == 0
+            chg.append(x)
+            colour ^= 1
+            lut = _LB if colour else _LW
+
+
 def _rows_1d_batch(bits: _Bits, cs: np.ndarray, end: np.ndarray, width: int):
     """Decode many MH rows at once: one numpy step per code word, all rows in parallel.
 
@@ -165,6 +206,16 @@ def _rows_1d_batch(bits: _Bits, cs: np.ndarray, end: np.ndarray, width: int):
     zero_runs = False
     first = True
     while act.size:
+        if act.size < _SCALAR_BELOW:  # a few long rows left: a Python loop per code is cheaper
+            for i, row in enumerate(act.tolist()):
+                res = _finish_1d(bits.win, int(p[i]), int(x[i]), int(colour[i]), int(lim[i]), width)
+                if res is not None:
+                    ok[row] = True
+                    pend[row] = res[0]
+                    rec_row.append(np.full(len(res[1]), row))
+                    rec_x.append(np.array(res[1], dtype=np.int64))
+                    zero_runs = zero_runs or res[2]
+            break
         e = _LUT_1D[(colour << 13) | win[p]]
         ln = e & 31
         run = e >> 5
