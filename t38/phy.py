@@ -229,10 +229,12 @@ class T38Phy(Phy):
         elif ind in (Indicator.CNG, Indicator.CED):
             self.remote_tones.add(ind.name)
         elif ind in _INDICATOR_MODULATION:
-            self._last_training_long = ind.name.endswith("LONG_TRAINING")
-            self._carrier_on(_INDICATOR_MODULATION[ind])
-            self._rx_missing = False
-            self._hdlc_buf.clear()
+            mod = _INDICATOR_MODULATION[ind]
+            if mod != self._rx_carrier:  # a repeat of the current carrier's indicator changes nothing
+                self._last_training_long = ind.name.endswith("LONG_TRAINING")
+                self._carrier_on(mod)
+                self._rx_missing = False
+                self._hdlc_buf.clear()
         else:
             self.stats["rx_unsupported"] += 1
 

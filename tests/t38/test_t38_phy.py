@@ -370,3 +370,18 @@ def test_answering_t38phy_receives_spandsp_dcs_tcf_and_page(tmp_path, ecm):
         assert log[3] == "ppm ff132f"                                        # EOP (with the X bit)
     assert log[4] == "dcn ff13fb"
     assert stats["completion_code"] == 0 and stats["pages_tx"] == 1
+
+
+def test_repeated_indicator_mid_frame_does_not_break_the_frame():
+    async def main():
+        clock = VirtualClock()
+        phy, _ = make_phy(clock)
+        phy._started = True
+        wire = bit_reverse(DIS_FRAME)
+        feed(phy, IfpPacket.ind(Indicator.V21_PREAMBLE),
+             IfpPacket.data(DataType.V21, Field(FieldType.HDLC_DATA, wire[:4])),
+             IfpPacket.ind(Indicator.V21_PREAMBLE),          # a late copy with a new sequence number
+             IfpPacket.data(DataType.V21, Field(FieldType.HDLC_DATA, wire[4:]), Field(FieldType.HDLC_FCS_OK_SIG_END)))
+        return await phy.receive_hdlc(1.0)
+
+    assert asyncio.run(main()) == HdlcFrame(DIS_FRAME, True)

@@ -141,3 +141,30 @@ def test_real_udp_loss_without_redundancy_loses_packets():
     out, a = asyncio.run(_exchange(0.10, 0, 300, seed=7))
     lost = [s for s, i in out.got if i is None]
     assert a.datagrams_dropped > 15 and len(lost) == a.datagrams_dropped
+
+
+@pytest.mark.timeout(30)
+def test_real_udp_fec_recovers_isolated_losses():
+    async def main():
+        out = Collect()
+        cfg = UdptlConfig(fec=True, fec_span=3, fec_entries=3, gap_timeout=0.2)
+        b = await open_udptl(out, config=cfg)
+        drop = iter([i % 10 == 4 for i in range(1000)])    # lose one datagram in ten, never two in a row
+        a = await open_udptl(lambda s, i: None, remote=b.local_address, config=cfg, loss=lambda: next(drop))
+        try:
+            for ifp in ifps(200):
+                a.send(ifp)
+                await asyncio.sleep(0.001)
+            async with asyncio.timeout(5):
+                while len(out.got) < 199:
+                    await asyncio.sleep(0.02)
+        finally:
+            a.close()
+            b.close()
+        return out, b.receiver.stats, a.datagrams_dropped
+
+    out, stats, dropped = asyncio.run(main())
+    assert dropped == 20 and stats.recovered_fec >= 19
+    delivered = [i for _, i in out.got[:199]]
+    assert all(i is not None for i in delivered)
+    assert [decode(i, 0) for i in delivered] == [decode(i, 0) for i in ifps(199)]
