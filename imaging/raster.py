@@ -47,18 +47,31 @@ class RasterDocument:
         except Exception as exc:
             raise ImagingError(f"image is corrupt or unsupported ({_reason(exc)})") from None
         self.format = self._image.format
-        if self.format == "TIFF":
-            try:
-                self.page_count = getattr(self._image, "n_frames", 1)
-            except Exception as exc:
-                self.close()
-                raise ImagingError(f"TIFF is corrupt ({_reason(exc)})") from None
-        else:
-            self.page_count = 1  # an animated GIF or PNG sends its first frame
-        if self.page_count > page_limit:
-            self.close()
-            raise ImagingError(f"TIFF has {self.page_count} pages, more than the limit of {page_limit}")
+        self.page_count = self._count_tiff_pages(page_limit) if self.format == "TIFF" else 1
+        # (an animated GIF or PNG sends its first frame)
         self._check_size(0)
+
+    def _count_tiff_pages(self, page_limit: int) -> int:
+        """Pages of a TIFF, walking at most page_limit + 1 directories (a file of millions of tiny
+        directories must not keep us counting)."""
+        try:
+            count = 0
+            while count <= page_limit:
+                try:
+                    self._image.seek(count)
+                except EOFError:
+                    break
+                count += 1
+            if count > page_limit:
+                raise ImagingError(f"TIFF has more pages than the limit of {page_limit}")
+            self._image.seek(0)
+            return count
+        except ImagingError:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise ImagingError(f"TIFF is corrupt ({_reason(exc)})") from None
 
     def close(self) -> None:
         self._image.close()
