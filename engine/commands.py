@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.result import SessionResult
-from engine.via import ViaError, opener, parse_via
+from engine.via import ViaError, call_runner, opener, parse_via
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 RESOLUTIONS = ("auto", "standard", "fine", "superfine")
@@ -27,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("send", help="send a fax (FILE: PDF, TIFF, image or text)")
     p.add_argument("file", help="document to send; a TIFF-F is sent pixel for pixel when the far end takes it")
     p.add_argument("--to", required=True, metavar="NUMBER", help="destination number (recorded; routing is --via)")
-    p.add_argument("--via", required=True, help="line: udptl:HOST:PORT (bare T.38/UDPTL)")
+    p.add_argument("--via", required=True,
+                   help="line: udptl:HOST:PORT (bare T.38/UDPTL), class1:PORT, class2:PORT or class2.0:PORT (modem)")
     p.add_argument("--local-port", type=int, default=0, metavar="P", help="our UDP port (default: any)")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="auto",
                    help="page resolution (auto: a TIFF's own, else fine)")
@@ -35,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run(_send))
 
     p = subparsers.add_parser("receive", help="wait for one fax and write its pages as TIFF-F and PDF")
-    p.add_argument("--via", required=True, help="line: udptl:LOCAL_PORT[@HOST:PORT]")
+    p.add_argument("--via", required=True,
+                   help="line: udptl:LOCAL_PORT[@HOST:PORT], class1:PORT, class2:PORT or class2.0:PORT (modem)")
+    p.add_argument("--rings", type=int, default=1, metavar="N", help="modem lines: answer on the N-th RING")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for fax.tif and fax.pdf")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the caller (default 120)")
@@ -82,6 +85,8 @@ def _check(args: argparse.Namespace) -> None:
         raise _BadInput("--local-port must be 1..65535")
     if getattr(args, "timeout", 1) <= 0:
         raise _BadInput("--timeout must be positive")
+    if getattr(args, "rings", 1) < 1:
+        raise _BadInput("--rings must be at least 1")
 
 
 class _Progress:
@@ -159,6 +164,13 @@ async def _send(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     progress.note(f"{len(pages)} page(s) from {args.file}; calling {args.to} via {via.scheme}:{via.text}")
     clock = MonotonicClock()
+    runner = call_runner(via)
+    if runner is not None:       # modem lines: the modem side dials and runs the call (T.30 injected)
+        result = await runner(via, "send", args, clock, pages=pages, progress=progress,
+                              session_factory=lambda phy, clk, **kw: T30Session(phy, clk, _config(args),
+                                                                                 progress=progress, **kw))
+        progress.note("sent" if result.success else f"failed: {result.error_message}")
+        return _emit(result, {"to": args.to})
     phy = await opener(via)(via, "send", args, clock)
     try:
         session = T30Session(phy, clock, _config(args), send_pages=pages, calling=True, progress=progress)
@@ -182,8 +194,18 @@ async def _receive(args: argparse.Namespace) -> int:
         raise _BadInput(f"cannot create {out}: {exc.strerror}") from None
     progress = _Progress(args.quiet)
     clock = MonotonicClock()
-    phy = await opener(via)(via, "receive", args, clock)
     received: list = []
+    runner = call_runner(via)
+    if runner is not None:       # modem lines: wait for RING, answer, run the call (T.30 injected)
+        result = await runner(via, "receive", args, clock, on_page=lambda page, _bad: received.append(page),
+                              progress=progress,
+                              session_factory=lambda phy, clk, **kw: T30Session(phy, clk, _config(args),
+                                                                                 progress=progress, **kw))
+        if received:
+            result.pages = _write_pages(out, received)
+        progress.note(f"received {len(received)} page(s)" if result.success else f"failed: {result.error_message}")
+        return _emit(result)
+    phy = await opener(via)(via, "receive", args, clock)
     try:
         transport = getattr(phy, "transport", None)
         if transport is not None and getattr(transport, "remote", "") is None:

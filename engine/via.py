@@ -114,3 +114,43 @@ async def _open_udptl(via: Via, role: str, args: Any, clock: Any) -> Any:
 
 
 register_scheme("udptl", _parse_udptl, _open_udptl)
+
+
+# ---- modem lines (added for issue 4): the modem side runs the whole call (dial/answer, T.30 or Class 2) ----
+# A call runner replaces the opener for such schemes:
+#   runner(via, role, args, clock, *, session_factory, pages=None, on_page=None, progress=None) -> SessionResult
+CallRunner = Callable[..., Awaitable[Any]]
+_RUNNERS: dict[str, CallRunner] = {}
+
+
+def register_call_runner(scheme: str, runner: CallRunner) -> None:
+    _RUNNERS[scheme] = runner
+
+
+def call_runner(via: Via) -> CallRunner | None:
+    return _RUNNERS.get(via.scheme)
+
+
+def _parse_modem(scheme: str) -> Parser:
+    def parse(role: str, text: str) -> Via:
+        port = text.strip()
+        if not port:
+            raise ViaError(f"{scheme}: needs a serial port, e.g. {scheme}:/dev/ttyACM0")
+        return Via(scheme, port, extra={"port": port})
+    return parse
+
+
+async def _run_modem(via: Via, role: str, args: Any, clock: Any, *, session_factory: Any, pages: Any = None,
+                     on_page: Any = None, progress: Any = None) -> Any:
+    from modem.call import run_modem_call
+
+    return await run_modem_call(f"{via.scheme}:{via.text}", role=role, session_factory=session_factory,
+                                number=getattr(args, "to", None), pages=pages, on_page=on_page,
+                                ident=getattr(args, "ident", ""), ecm=getattr(args, "ecm", True),
+                                max_speed=getattr(args, "max_speed", 14400), rings=getattr(args, "rings", 1),
+                                ring_timeout=getattr(args, "timeout", None), clock=clock, progress=progress)
+
+
+for _scheme in ("class1", "class2", "class2.0"):
+    register_scheme(_scheme, _parse_modem(_scheme))
+    register_call_runner(_scheme, _run_modem)
