@@ -129,7 +129,7 @@ def test_min_row_bits_honoured(comp, mslt_ms, rate):
 @pytest.mark.parametrize("comp", [MH, MR])
 @pytest.mark.parametrize("min_bits", [0, 144])
 def test_byte_align_eol_ends_on_byte_boundary(comp, min_bits):
-    page = cc.text_page(rows=200)
+    page = cc.text_page(rows=600)  # several coding bands
     raw = encode(page, comp, k=2, byte_align=True, min_row_bits=min_bits, rtc=False)
     ends = cc.eol_positions(raw)
     assert ends.size == page.shape[0]
@@ -213,3 +213,14 @@ def test_bad_arguments_raise_clear_errors():
         decode(b"", MH, 0)
     # non-bool input is accepted as nonzero = black
     assert np.array_equal(decode(encode(np.eye(8, dtype=np.uint8), MH), MH, 8).pixels, np.eye(8, dtype=bool))
+
+
+@pytest.mark.parametrize("comp,k", [(MH, 2), (MR, 2), (MR, 4), (MMR, 2)])
+def test_multi_band_pages_with_all_options(comp, k):
+    rng = np.random.default_rng(11)
+    page = rng.random((700, 1728)) < 0.02
+    page[100:600, 300:1200] = cc.photo_page(rows=500)[:, :900]
+    for lsb in (False, True):
+        data = encode(page, comp, k=k, byte_align=True, min_row_bits=200, lsb_first=lsb)
+        out = decode(data, comp, 1728, lsb_first=lsb)
+        assert out.bad_rows == 0 and np.array_equal(out.pixels, page)
