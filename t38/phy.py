@@ -81,6 +81,7 @@ HS_FLAGS_SECONDS = 0.2         # flags after high-speed training before ECM fram
 HDLC_END_SECONDS = 0.1         # let the far modem finish the closing flags before no-signal
 NON_ECM_END_SECONDS = 0.06
 TCF_SECONDS = 1.5
+CNG_REPEAT_SECONDS = 3.5       # CNG cadence: 0.5 s on, 3 s off
 
 
 class IfpTransport(Protocol):
@@ -156,6 +157,7 @@ class T38Phy(Phy):
         self._hdlc_mod: Modulation | None = None
         self._rx_missing = False
         self._rx_last_activity = clock.now()
+        self._cng_at = 0.0
         self.remote_tones: set[str] = set()
         self.stats = collections.Counter()
 
@@ -308,12 +310,26 @@ class T38Phy(Phy):
             if self._rx_carrier == Modulation.V21:
                 # a frame has started: give it time to finish even past the caller's timeout
                 deadline = max(deadline, self._rx_last_activity + self.options.mid_rx_timeout)
-            if not await self._wait(deadline):
+            wake = min(deadline, self._repeat_cng())
+            if not await self._wait(wake):
+                if self.clock.now() < deadline:
+                    continue
                 if self._rx_carrier == Modulation.V21 and \
                         self.clock.now() < self._rx_last_activity + self.options.mid_rx_timeout:
                     continue
                 return None
             self._check_open()
+
+    def _repeat_cng(self) -> float:
+        """While a caller has heard nothing yet, repeat CNG every few seconds: some gateways send
+        nothing until they receive T.38, and NAT pinholes need our packets.  Returns when next."""
+        if not self.options.calling or self.stats["rx_ifp"] or self._tx_indicator != Indicator.CNG:
+            return float("inf")
+        now = self.clock.now()
+        if now >= self._cng_at + CNG_REPEAT_SECONDS:
+            self._send(IfpPacket.ind(Indicator.CNG), self.options.end_copies)
+            self._cng_at = now
+        return self._cng_at + CNG_REPEAT_SECONDS
 
     async def _wait_for_high_speed(self, timeout: float) -> Modulation:
         """Wait for a high-speed carrier; WrongCarrier (event kept) if V.21 comes instead."""
@@ -411,6 +427,7 @@ class T38Phy(Phy):
         self._indicator(Indicator.NO_SIGNAL)
         if self.options.calling:
             self._indicator(Indicator.CNG)  # CNG lasts until the far end answers; nothing to wait for
+            self._cng_at = self.clock.now()
         else:
             await self._sleep_until(self.clock.now() + 0.2)  # T.30: 200 ms silence before CED
             self._indicator(Indicator.CED)

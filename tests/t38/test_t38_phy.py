@@ -385,3 +385,18 @@ def test_repeated_indicator_mid_frame_does_not_break_the_frame():
         return await phy.receive_hdlc(1.0)
 
     assert asyncio.run(main()) == HdlcFrame(DIS_FRAME, True)
+
+
+def test_caller_repeats_cng_until_it_hears_something():
+    async def main():
+        clock = VirtualClock()
+        phy, tx = make_phy(clock, calling=True)
+        frame, = await drive(clock, phy.receive_hdlc(10.0))
+        cngs = [round(t, 1) for t, p, _ in tx.sent if p.indicator == Indicator.CNG]
+        feed(phy, IfpPacket.ind(Indicator.CED))
+        await drive(clock, phy.receive_hdlc(10.0))
+        return frame, cngs, sum(1 for _, p, _ in tx.sent if p.indicator == Indicator.CNG)
+
+    frame, cngs, total = asyncio.run(main())
+    assert frame is None and cngs == [0.0, 3.5, 7.0]
+    assert total == 3                                     # nothing more once the far end is heard
