@@ -28,6 +28,7 @@ import errno
 import inspect
 import logging
 import random
+import re
 import secrets
 import signal
 import socket
@@ -275,6 +276,14 @@ class _UdpServer(Udp_server):
 class _TransactionManager(SipTransactionManager):
     model_udp_server = (_UdpServer, Udp_server_opts)
 
+    def newTransaction(self, msg: Any, resp_cb: Any = None, laddress: Any = None, userv: Any = None,  # noqa: N802
+                       cb_ifver: int = 1, compact: bool = False, t: Any = None) -> Any:
+        if userv is None and str(msg.getTarget()[1]).lower() == "tcp":
+            userv = self.global_config.get("_fax_tcp")
+            if userv is None:
+                raise RuntimeError("a request for a TCP target, but SIP over TCP is not enabled")
+        return super().newTransaction(msg, resp_cb, laddress, userv, cb_ifver, compact, t)
+
     def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:  # noqa: N802
         if isinstance(data_in, bytes):
             try:
@@ -308,6 +317,148 @@ class _TransactionManager(SipTransactionManager):
             except Exception as other:
                 reason = str(other)
             log.warning("malformed SIP from %s: %s%s", ra, reason, answered or "; dropped")
+
+
+class _TcpServer:
+    """SIP over TCP for sippy, which has UDP and WebSocket only: the duck-typed server it sends through.
+
+    One listening socket (same port as UDP), one reader thread per connection that cuts the byte
+    stream into messages by Content-Length and hands each to the transaction manager on the sippy
+    thread, and one sender thread that connects on demand and writes.  Responses go back on the
+    connection the request came in on (looked up by the request's Via sent-by, as sippy addresses
+    responses by Via)."""
+
+    transport = "tcp"
+
+    def __init__(self, side: _SippySide, address: tuple[str, int], public: tuple[str, int] | None):
+        self.side = side
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(address)
+        self.listener.listen(64)
+        self.laddress = self.listener.getsockname()[:2]
+        self.public = public
+        self.uopts = Udp_server_opts(self.laddress, None)
+        self.conns: dict[tuple[str, int], socket.socket] = {}
+        self.aliases: dict[tuple[str, int], tuple[str, int]] = {}
+        self.lock = threading.Lock()
+        self.queue: Any = __import__("queue").Queue()
+        self.running = True
+        threading.Thread(target=self._accept, name="sip-tcp-accept", daemon=True).start()
+        threading.Thread(target=self._sender, name="sip-tcp-send", daemon=True).start()
+
+    def getSIPaddr(self) -> Any:  # noqa: N802 - sippy's name
+        if self.public:
+            return ((self.public[0], self.public[1] or self.laddress[1]), "tcp")
+        return (self.laddress, "tcp")
+
+    def addr2str(self, address: Any) -> str:
+        return f"tcp:{address[0]}:{address[1]}"
+
+    def send_to(self, data: Any, address: Any, delayed: bool = False) -> None:
+        self.queue.put((data.encode() if isinstance(data, str) else data, tuple(address)))
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                conn, addr = self.listener.accept()
+            except OSError:
+                return
+            self._adopt(conn, addr[:2])
+
+    def _adopt(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        with self.lock:
+            self.conns[addr] = conn
+        threading.Thread(target=self._reader, args=(conn, addr), name="sip-tcp-read", daemon=True).start()
+
+    def _connection(self, address: tuple[str, int]) -> socket.socket | None:
+        with self.lock:
+            key = address if address in self.conns else self.aliases.get(address)
+            conn = self.conns.get(key) if key else None
+        if conn is not None:
+            return conn
+        try:
+            conn = socket.create_connection(address, timeout=5)
+        except OSError as exc:
+            log.warning("SIP over TCP: cannot connect to %s:%d: %s", address[0], address[1], exc)
+            return None
+        conn.settimeout(None)
+        self._adopt(conn, address)
+        return conn
+
+    def _sender(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            data, address = item
+            conn = self._connection(address)
+            if conn is None:
+                continue
+            try:
+                conn.sendall(data)
+            except OSError as exc:
+                log.warning("SIP over TCP: send to %s:%d failed: %s", address[0], address[1], exc)
+                self._drop(conn)
+
+    def _drop(self, conn: socket.socket) -> None:
+        with self.lock:
+            for key in [k for k, v in self.conns.items() if v is conn]:
+                del self.conns[key]
+                for alias in [a for a, k in self.aliases.items() if k == key]:
+                    del self.aliases[alias]
+        with contextlib.suppress(OSError):
+            conn.close()
+
+    def _reader(self, conn: socket.socket, addr: tuple[str, int]) -> None:
+        from sippy.Network_server import Remote_address
+        from sippy.Time.MonoTime import MonoTime
+
+        buf = b""
+        while self.running:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+            while True:
+                buf = buf.lstrip(b"\r\n")
+                head_end = buf.find(b"\r\n\r\n")
+                if head_end < 0:
+                    if len(buf) > 65536:
+                        log.warning("SIP over TCP from %s: no end of headers in 64 KiB; closing", addr)
+                        self._drop(conn)
+                        return
+                    break
+                head = buf[:head_end].decode(errors="replace")
+                m = re.search(r"^(?:content-length|l)[ \t]*:[ \t]*(\d+)", head, re.I | re.M)
+                length = int(m.group(1)) if m else 0
+                total = head_end + 4 + length
+                if len(buf) < total:
+                    break
+                message, buf = buf[:total], buf[total:]
+                via = re.search(r"^(?:via|v)[ \t]*:[ \t]*SIP/2\.0/TCP[ \t]+([^;:\s]+)(?::(\d+))?", head, re.I | re.M)
+                if via and not head.startswith("SIP/2.0"):
+                    with self.lock:
+                        self.aliases[(via.group(1), int(via.group(2) or 5060))] = addr
+                tm = self.side.gc.get("_sip_tm")
+                if tm is not None:
+                    ED2.callFromThread(tm.handleIncoming, message, Remote_address(addr, "tcp"), self, MonoTime())
+        self._drop(conn)
+
+    def shutdown(self) -> None:
+        self.running = False
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        self.queue.put(None)
+        with self.lock:
+            conns = list(self.conns.values())
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+                conn.close()
 
 
 class _FaxConnected(UaStateConnected):
@@ -439,9 +590,10 @@ class _CallCore:
         gc = self.side.gc
         self.ua = ua = _FaxUA(gc, event_cb=self.on_event, username=trunk.digest_user or None,
                               password=trunk.password or None, nh_address=trunk.next_hop,
-                              dead_cbs=(self.on_dead,))
+                              dead_cbs=(self.on_dead,), nh_transport=trunk.transport)
         ua.fax_core = self
         ua.local_ua = self.side.config.user_agent
+        ua.kaInterval = self.side.config.keepalive_interval
         if trunk.outbound_proxy:
             ua.outbound_proxy = parse_hostport(trunk.outbound_proxy)
         text = self.local.propose(self.initial_media())
@@ -470,6 +622,7 @@ class _CallCore:
         self.ua = ua
         ua.fax_core = self
         ua.local_ua = self.side.config.user_agent
+        ua.kaInterval = self.side.config.keepalive_interval
 
     def accept(self) -> None:
         """Answer the INVITE (the router said yes)."""
@@ -753,7 +906,7 @@ class _Registration:
         target = parse_hostport(self.trunk.outbound_proxy) if self.trunk.outbound_proxy else (self.host, self.port)
         req = SipRequest(method="REGISTER", ruri=SipURL(host=domain, port=self.port if not self.trunk.domain else None),
                          fr0m=fr0m, to=to, contact=contact, callid=self.call_id, cseq=self.cseq,
-                         target=(target, "udp"), expires=SipExpires(number=expires),
+                         target=(target, self.trunk.transport), expires=SipExpires(number=expires),
                          user_agent=self.side.config.user_agent)
         if self.auth is not None:
             req.appendHeader(SipHeader(body=self.auth))
@@ -868,6 +1021,9 @@ class _SippySide:
         self.gc["_sip_tm"] = tm
         server = tm.l4r.getServer(None) if tm.l4r.fixed else next(iter(tm.l4r.cache_l2s.values()))
         host, port = server.uopts.laddress[:2]
+        if config.tcp:
+            public = self.gc.get("_fax_public")
+            self.gc["_fax_tcp"] = _TcpServer(self, (config.bind_address, int(port)), public)
         for trunk in config.trunks:
             for value in (trunk.proxy, trunk.registrar, trunk.outbound_proxy):
                 if value:
@@ -892,6 +1048,9 @@ class _SippySide:
         tm = self.gc.get("_sip_tm")
         if tm is not None:
             tm.shutdown()
+        tcp = self.gc.get("_fax_tcp")
+        if tcp is not None:
+            tcp.shutdown()
 
     def trunk_for(self, source_host: str) -> Trunk | None:
         return self.trunk_hosts.get(source_host)
@@ -1152,9 +1311,11 @@ class SipEndpoint:
         if config.port == 0 and config.bind_address in ("0.0.0.0", "::"):
             raise TrunkConfigError("sip.port 0 needs a specific bind_address")
         for trunk in config.trunks:
-            if trunk.transport != "udp":
-                raise TrunkConfigError(f"trunk {trunk.name}: transport {trunk.transport!r} is not available: the SIP "
-                                       "library (sippy 2.5) carries SIP over UDP (and WebSocket) only")
+            if trunk.transport == "tcp" and not config.tcp:
+                raise TrunkConfigError(f"trunk {trunk.name}: transport 'tcp' needs sip.tcp = true")
+            if trunk.transport == "tcp" and trunk.outbound_proxy:
+                raise TrunkConfigError(f"trunk {trunk.name}: an outbound_proxy over TCP is not supported "
+                                       "(sippy sends to an outbound proxy over UDP only)")
         self.config = config
         self.loop: asyncio.AbstractEventLoop = loop  # type: ignore[assignment]  # set by start()
         self.router = router

@@ -158,7 +158,8 @@ class SipConfig:
     trunks: tuple[Trunk, ...] = ()
     default_trunk: Trunk | None = None  # settings for calls from peers that match no trunk
     accept_unknown_sources: bool = True
-    options_keepalive: float = 0.0    # s between in-dialog keepalives (0 = off)
+    keepalive_interval: float = 0.0   # s between in-dialog re-INVITE keepalives (0 = off); 408/481 ends the call
+    tcp: bool = True                  # also listen for SIP over TCP (same port); needed by tcp trunks
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:

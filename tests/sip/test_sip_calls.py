@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import socket
 import time
@@ -260,3 +261,32 @@ async def test_no_answer_cancels_and_busy_maps_to_busy(endpoints):
     assert "remote busy (SIP 486" in info.value.error_message
     await first.hangup()
     never.set()
+
+
+async def test_sip_over_tcp_trunk(endpoints):
+    """sippy has no TCP; our TCP server object carries the whole dialog (INVITE, re-INVITE, BYE)."""
+    ep_a, ep_b, inbound = await make_pair(endpoints, a={"transport": "tcp", "t38_request_as_caller": 0.0},
+                                          b={"t38_request_as_callee": None})
+    call_a = await ep_a.call("2002", "peer")
+    call_b = await asyncio.wait_for(inbound.get(), 5)
+    ma = await asyncio.wait_for(call_a.t38_ready, 10)
+    mb = await asyncio.wait_for(call_b.t38_ready, 10)
+    await udptl_round_trip(ma, mb)
+    tcp_b = ep_b._side.gc["_fax_tcp"]
+    assert tcp_b.conns, "B took the call over a TCP connection"
+    assert not ep_b._side.gc["_sip_tm"].l4r.cache_l2s[next(iter(ep_b._side.gc["_sip_tm"].l4r.cache_l2s))] \
+        .stats[2], "and no SIP datagram reached B over UDP"
+    await call_b.hangup()
+    assert (await asyncio.wait_for(call_a.ended, 5)).by == "remote"
+
+
+async def test_keepalive_reinvite_during_t38_keeps_the_call(endpoints):
+    ep_a, ep_b, inbound = await make_pair(endpoints, a={"t38_request_as_caller": 0.0},
+                                          b={"t38_request_as_callee": None})
+    ep_a._side.config = dataclasses.replace(ep_a._side.config, keepalive_interval=0.3)
+    call_a = await ep_a.call("2002", "peer")
+    call_b = await asyncio.wait_for(inbound.get(), 5)
+    await asyncio.wait_for(call_a.t38_ready, 10)
+    await asyncio.sleep(1.2)
+    assert not call_a.is_ended and not call_b.is_ended and call_a.mode == call_b.mode == "t38"
+    await call_a.hangup()

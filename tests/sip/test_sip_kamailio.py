@@ -25,6 +25,7 @@ debug=2
 log_stderror=yes
 children=1
 listen=udp:127.0.0.1:{port}
+listen=tcp:127.0.0.1:{port}
 mpath="{modules}"
 loadmodule "kex.so"
 loadmodule "corex.so"
@@ -192,3 +193,22 @@ async def test_call_routed_by_number_through_kamailio_switches_to_t38(endpoints,
     with pytest.raises(CallFailure) as info:
         await wrong.call("2002", "kam", caller="1001")
     assert info.value.error_code == "forbidden" and info.value.sip_code == 407
+
+
+async def test_register_and_call_over_tcp_through_kamailio(endpoints, kamailio):
+    inbound: asyncio.Queue[SipCall] = asyncio.Queue()
+    ep_b = await endpoints(SipConfig(port=0, trunks=(kam_trunk(kamailio, "2002", "hunter2", transport="tcp",
+                                                               t38_request_as_callee=0.0),)),
+                           router=lambda did, caller, trunk: "acct", on_incoming=inbound.put)
+    ep_a = await endpoints(SipConfig(port=0, trunks=(kam_trunk(kamailio, "1001", "secret", transport="tcp",
+                                                               t38_request_as_caller=None),)))
+    assert (await ep_b.wait_registration("kam", 10)).state == "registered"
+    assert (await ep_a.wait_registration("kam", 10)).state == "registered"
+    call_a = await ep_a.call("2002", "kam", caller="1001")
+    call_b = await asyncio.wait_for(inbound.get(), 5)
+    ma = await asyncio.wait_for(call_a.t38_ready, 10)
+    mb = await asyncio.wait_for(call_b.t38_ready, 10)
+    assert ma.remote_address == mb.local_address
+    assert ep_a._side.gc["_fax_tcp"].conns and ep_b._side.gc["_fax_tcp"].conns
+    await call_a.hangup()
+    assert (await asyncio.wait_for(call_b.ended, 5)).by == "remote"

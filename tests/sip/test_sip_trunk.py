@@ -74,8 +74,11 @@ def test_duplicate_trunks_and_port_0_rules():
         sip_config_from_dict({"media_ports": [10, 5]})
     with pytest.raises(TrunkConfigError, match="port 0 needs a specific bind_address"):
         SipEndpoint(SipConfig(bind_address="0.0.0.0", port=0))
-    tcp = trunk_from_dict({"proxy": "127.0.0.1", "transport": "tcp"}, name="tcp")   # valid configuration...
-    with pytest.raises(TrunkConfigError, match="transport 'tcp' is not available"):   # ...that sippy cannot carry
+    tcp = trunk_from_dict({"proxy": "127.0.0.1", "transport": "tcp"}, name="tcp")
+    with pytest.raises(TrunkConfigError, match="needs sip.tcp = true"):
+        SipEndpoint(SipConfig(port=0, trunks=(tcp,), tcp=False))
+    tcp = trunk_from_dict({"proxy": "127.0.0.1", "transport": "tcp", "outbound_proxy": "10.0.0.1"}, name="tcp")
+    with pytest.raises(TrunkConfigError, match="outbound_proxy over TCP"):
         SipEndpoint(SipConfig(port=0, trunks=(tcp,)))
 
 
