@@ -218,21 +218,16 @@ class _TwoD:
         pop = np.bitwise_count(packed).astype(_I)
         pop_before = np.cumsum(pop, dtype=_I) - pop
 
-        if coded_rows is None:  # every row: candidates are all entries from mask row 1 on
-            c0 = int(start[1])
-            n = flat.size - c0
-            cand = np.arange(c0, c0 + n, dtype=_I)
-            cur, prev = slice(c0, c0 + n), slice(c0 - 1, c0 - 1 + n)
-            row_first = start[1:] - c0  # candidate index of each row's first entry
-            row_counts = counts[1:]
-            self.one_d = None
-        else:  # MR: 2-D rows only; the 1-D rows are run-length coded from the same entries
-            coded = np.flatnonzero(coded_rows) + 1
-            row_counts = counts[coded]
-            row_first = np.cumsum(row_counts) - row_counts
-            n = int(row_counts.sum())
-            cand = (np.arange(n) - np.repeat(row_first - start[coded], row_counts)).astype(_I)
-            cur, prev = cand, cand - 1
+        # candidates: all entries from mask row 1 on (in MR the 1-D rows' are dropped at the end,
+        # cheaper than gathering the 2-D rows' entries first)
+        c0 = int(start[1])
+        n = flat.size - c0
+        cand = np.arange(c0, c0 + n, dtype=_I)
+        cur, prev = slice(c0, c0 + n), slice(c0 - 1, c0 - 1 + n)
+        row_first = start[1:] - c0  # candidate index of each row's first entry
+        row_counts = counts[1:]
+        self.one_d = None
+        if coded_rows is not None:  # MR: the 1-D rows are run-length coded from the same entries
             self.one_d = _OneDEntries(colc, start, counts, np.flatnonzero(~coded_rows) + 1)
         a1 = colc[cur]
         first = np.zeros(n, dtype=bool)
@@ -247,11 +242,11 @@ class _TwoD:
         j0[1:] = m[:-1]
         j0[0] = 0
         j0 += mflat.view(np.uint8)[flat[prev] - _I(wp)]
-        j0[row_first] = start[:-1] if coded_rows is None else start[coded - 1]
+        j0[row_first] = start[:-1]
         # b1 changes to a1's colour: its index within the reference row has the parity of k, a1's index
         # within the coding row; (j0 - ref_start) ^ (c - row_start) folds into a per-row parity
         par = (start[1:] ^ start[:-1]) & 1
-        row_par = np.repeat((par if coded_rows is None else par[coded - 1]).astype(_I), row_counts)
+        row_par = np.repeat(par.astype(_I), row_counts)
         j = j0 + ((j0 ^ cand ^ row_par) & 1)
         npass = np.maximum(m - j, 0) >> 1
         jb1 = j + 2 * npass
@@ -262,6 +257,8 @@ class _TwoD:
         idx = np.arange(n, dtype=_I)
         s = np.maximum.accumulate(np.where(g, idx, _I(0)))
         valid = (((idx - s) & 1) == 0) & (a0 < width)
+        if coded_rows is not None:
+            valid &= np.repeat(coded_rows, row_counts)
         st = np.flatnonzero(valid)
         npass = npass[st]
         hs = np.flatnonzero(horiz[st])
