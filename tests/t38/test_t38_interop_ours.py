@@ -95,11 +95,12 @@ def _run_quick(args):
 
 # ---------------------------------------------------------------- in-process, virtual time
 
-async def ours_to_ours(tmp_path, *, ecm: bool, loss: float, pages: int = 2, reverse: bool = False):
+async def ours_to_ours(tmp_path, *, ecm: bool, loss: float, pages: int = 2, reverse: bool = False,
+                       fec: bool = False):
     clock = VirtualClock()
     net = Lockstep(clock)
     sent = make_fax_tiff(tmp_path / "src.tif", pages=pages, height=400, seed=5)
-    udptl = UdptlConfig(redundancy=3)
+    udptl = UdptlConfig(redundancy=3, fec=fec)
     rx_phy = await open_t38_udptl(clock, T38PhyOptions(calling=False, version=3), udptl_config=udptl,
                                   loss=seeded_loss(loss, 21))
     tx_phy = await open_t38_udptl(clock, T38PhyOptions(calling=True, version=3), udptl_config=udptl,
@@ -127,4 +128,12 @@ def test_ours_to_ours_udp(tmp_path, ecm, loss):
     assert finished and tx.success and rx.success, (tx, rx)
     assert (dropped > 10) == (loss > 0)
     assert tx.pages_sent == rx.pages_received == 2 and rx.ecm == ecm and rx.fax_speed == 14400
+    assert all(np.array_equal(a, np.asarray(b, dtype=bool)) for a, b in zip(sent, received, strict=True))
+
+
+@pytest.mark.timeout(60)
+def test_ours_to_ours_udp_fec_with_loss(tmp_path):
+    finished, tx, rx, sent, received, dropped = asyncio.run(ours_to_ours(tmp_path, ecm=True, loss=0.03, fec=True))
+    assert finished and tx.success and rx.success, (tx, rx)
+    assert dropped > 5 and tx.pages_sent == rx.pages_received == 2
     assert all(np.array_equal(a, np.asarray(b, dtype=bool)) for a, b in zip(sent, received, strict=True))

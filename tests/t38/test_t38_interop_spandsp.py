@@ -104,6 +104,8 @@ CASES = [
     (False, True, "v29", 3, 2, "standard"),
     (False, False, "v27ter", 3, 1, "standard"),
     (False, True, "v27ter", 0, 1, "fine"),
+    (True, True, "v17", 1, 1, "fine"),
+    (False, False, "v17", 2, 1, "standard"),
 ]
 
 
