@@ -132,3 +132,29 @@ async def test_class1_xonxoff_flow_control_at_14400(tmp_path, ecm):
     assert sum(summary["cts_off_events"].values()) > 0       # the modem really did throttle us
     stored = [p.page for p in read_tiff_f(results[0]["rx_tiff"])]
     assert _same(pages[0].pixels, stored[0].pixels)
+
+
+@pytest.mark.timeout(150)
+async def test_class1_ecm_sender_repairs_line_errors(tmp_path):
+    """Bit errors on the line: the spandsp receiver asks for damaged ECM frames again (PPR), our
+    software-HDLC sender resends them, and the page arrives intact.  (The receive direction is left out:
+    see the modem report, T.30 receiver accepts a retransmitted block whose frame is still bad.)"""
+    pages = [make_page(rows=600, seed=71)]
+    clock = ScaledClock(SPEED)
+    cfg = T30Config(ecm=True, modems=("v29",))
+    rig = _rig(mode="answer", output_dir=str(tmp_path), far_ecm=True, far_modems=("v29",),
+               symbol_error_rate=4e-4, seed=5)
+    paths = await rig.start()
+    try:
+        result, session, phy = await class1_send(paths["modem"], "5551234", pages, cfg, clock)
+        far = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await rig.stop()
+    hits = rig._line_out.hits + rig._line_back.hits
+    ppr = sum("PPR" in line for line in session.log)
+    print(f"line hits {hits}, PPR {ppr}")
+    assert hits > 0 and ppr > 0, session.log
+    assert result.success and result.ecm, (result, session.log[-10:])
+    assert far["ok"], far
+    got = [p.page for p in read_tiff_f(far["rx_tiff"])]
+    assert _same(pages[0].pixels, got[0].pixels)
