@@ -156,6 +156,7 @@ class T38Phy(Phy):
         self._hdlc_buf = bytearray()
         self._hdlc_mod: Modulation | None = None
         self._rx_missing = False
+        self._last_training_long = False
         self._rx_last_activity = clock.now()
         self._cng_at = 0.0
         self.remote_tones: set[str] = set()
@@ -219,8 +220,6 @@ class T38Phy(Phy):
         self._rx_carrier = None
         self._rx_missing = False
 
-    _last_training_long = False
-
     def _rx_indicator_packet(self, ind: Indicator) -> None:
         if ind == self._rx_indicator:
             return  # repeats and preamble slipped between frames are harmless (T.38 says ignore)
@@ -247,8 +246,8 @@ class T38Phy(Phy):
         ends = t in (FieldType.HDLC_SIG_END, FieldType.HDLC_FCS_OK_SIG_END, FieldType.HDLC_FCS_BAD_SIG_END,
                      FieldType.T4_NON_ECM_SIG_END)
         if self._rx_carrier != mod:
-            if ends and not data and not self._hdlc_buf:
-                return  # a repeated end-of-signal after the carrier already ended
+            if not data and not self._hdlc_buf:
+                return  # a repeated status or end-of-signal after the carrier already ended
             self._carrier_on(mod)  # data without its indicator (lost, or never sent): infer it
         # leaving the indicator state lets a repeated indicator after the data count again
         self._rx_indicator = None
