@@ -818,7 +818,14 @@ class T30Session:
             if not frames and self._rx_last_block == key and self._last_response:
                 await self._send_frames(self._last_response)   # our MCF was lost: say it again
                 return self._rx_next_after_block(fcf2)
+            # After a retransmission some senders (spandsp) count only the frames they resent:
+            # the block keeps the size its first PPS announced.
+            n = max(n, self._rx_expected_frames)
             self._rx_expected_frames = n
+            size = self._rx_dcs.ecm_frame_size
+            for i in [i for i in range(n) if i in frames and len(frames[i]) != size]:
+                if i < n - 1 or fcf2 == fcf.PPS_NULL or len(frames[i]) > size:
+                    del frames[i]      # only the last frame of a page may be short
             missing = [i for i in range(n) if i not in frames]
             if missing:
                 await self._respond(fcf.PPR, ecm.ppr_bitmap(missing))

@@ -640,3 +640,30 @@ def test_abort_ends_with_dcn(role):
     result, frames = run_virtual(main())
     assert not result.success and result.error_code == "aborted" and "job cancelled" in result.error_message
     assert frames[-1].fcf == fcf.DCN and not result.retryable
+
+
+def test_receiver_keeps_block_size_when_retransmission_pps_counts_only_resent_frames():
+    """spandsp's PPS after a retransmission counts the frames of that burst, not of the block."""
+    got = []
+    pg = page(rows=60, seed=12, noise=0.05)
+
+    async def far_script(far, s):
+        await far_sender_start(far, ecm_mode=True, compression="mmr")
+        await far.expect(fcf.CFR)
+        block = ecm.split_blocks(encoded(pg, "mmr"), 256)[0]
+        n = len(block)
+        short = list(block)
+        short[2] = short[2][:100]                    # a damaged non-final frame that claims a good FCS
+        await far.phy.send_image_hdlc(V17, ecm.block_frames(short, [i for i in range(n) if i != 1]))
+        await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, n, x=True))
+        ppr = await far.expect(fcf.PPR)
+        asked = ecm.frames_from_bitmap(ppr.fif, n)
+        await far.phy.send_image_hdlc(V17, ecm.block_frames(block, asked))
+        await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, len(asked), x=True))
+        await far.expect(fcf.MCF)
+        await far.send(fcf.DCN)
+        return asked
+
+    result, asked, *_ = run_pair(receiver(got), far_script)
+    assert asked == [1, 2]
+    assert result.success and np.array_equal(got[0][0].pixels, pg.pixels)
