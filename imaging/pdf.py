@@ -12,6 +12,8 @@ from __future__ import annotations
 import ctypes
 import io
 import os
+import queue
+import threading
 import time
 from collections.abc import Iterator
 
@@ -29,6 +31,7 @@ ROTATE_CCW = 3  # FPDF_RenderPageBitmap: 3 = 90 degrees counter-clockwise (lands
 # A page PDFium has not finished in this time is abandoned (a hostile or pathological page must not hang
 # the converter). Ordinary pages take 5-40 ms.
 PAGE_RENDER_SECONDS = 30.0
+READ_AHEAD = 2  # rendered pages waiting for the caller: bounds memory at a few rasters
 _PAUSE_CALLBACK = dict(pdfium_c.IFSDK_PAUSE._fields_)["NeedToPauseNow"]
 
 
@@ -62,12 +65,36 @@ class PdfDocument:
         self._doc.close()
 
     def pages(self, *, y_dpi: int = 196, paper: str = "auto", bilevel: str = "auto") -> Iterator[FaxPage]:
-        """Render, bilevel-convert and yield one page at a time (one raster in memory)."""
+        """Render, bilevel-convert and yield one page at a time.
+
+        One helper thread renders ahead (at most ``READ_AHEAD`` pages) while the caller codes the previous
+        page: PDFium runs without the GIL (ctypes releases it), so on two cores rendering and coding overlap.
+        Only that thread touches PDFium until it has finished."""
+        ahead: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        stop = threading.Event()
+
+        def render_all() -> None:
+            try:
+                for index in range(self.page_count):
+                    item: object = FaxPage(
+                        to_bilevel(self.render_grey(index, y_dpi=y_dpi, paper=paper), bilevel, y_dpi), y_dpi=y_dpi
+                    )
+                    if not _put(ahead, item, stop):
+                        return
+            except BaseException as exc:  # handed to the consumer, raised there
+                _put(ahead, exc, stop)
+
+        worker = threading.Thread(target=render_all, name="pdf-render", daemon=True)
+        worker.start()
         try:
-            for index in range(self.page_count):
-                grey = self.render_grey(index, y_dpi=y_dpi, paper=paper)
-                yield FaxPage(to_bilevel(grey, bilevel, y_dpi), y_dpi=y_dpi)
+            for _ in range(self.page_count):
+                item = ahead.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
+            stop.set()
+            worker.join()
             self.close()
 
     def render_grey(self, index: int, *, y_dpi: int, paper: str) -> np.ndarray:
@@ -98,6 +125,17 @@ class PdfDocument:
             return canvas
         finally:
             page.close()
+
+
+def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:
+    """Put unless the consumer has gone away; False when it has."""
+    while not stop.is_set():
+        try:
+            target.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 def _render_with_deadline(bitmap, page: pdfium.PdfPage, place, rotate: int, index: int) -> None:

@@ -121,3 +121,15 @@ def test_page_preview_picks_one_page():
         assert image.size == (200, round(2156 * 204 / 196 * 200 / 1728))
     with pytest.raises(ImagingError, match="2 pages, no page 3"):
         page_preview(text, 3)
+
+
+def test_abandoned_pdf_conversion_stops_its_render_thread(helpers):
+    import threading
+
+    data = helpers.pdf_bytes([(letter, helpers.draw_mixed)] * 12)
+    before = threading.active_count()
+    pages = convert(data)
+    first = next(pages)
+    assert first.rows == 2156
+    pages.close()  # the caller stops after one page
+    assert threading.active_count() == before
