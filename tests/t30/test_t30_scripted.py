@@ -565,6 +565,7 @@ def test_receiver_ecm_ppr_ctc_eor_and_repeated_pps():
         await far_sender_start(far, ecm_mode=True, compression="mmr")
         await far.expect(fcf.CFR)
         block = ecm.split_blocks(data, 256)[0]
+        block[-1] = block[-1].ljust(256, b"\x00")      # not the page's last block: full frames only
         n = len(block)
         assert n >= 3
         first = [i for i in range(n) if i != 1]
@@ -601,7 +602,7 @@ def test_receiver_ecm_block_with_rnr_free_rr():
     async def far_script(far, s):
         await far_sender_start(far, ecm_mode=True, compression="mmr")
         await far.expect(fcf.CFR)
-        block = ecm.split_blocks(encoded(pg, "mmr"), 64)[0]
+        block = ecm.split_blocks(encoded(pg, "mmr"), 256)[0]
         await far.phy.send_image_hdlc(V17, ecm.block_frames(block, list(range(len(block)))))
         await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, len(block), x=True))
         await far.expect(fcf.MCF)
