@@ -99,6 +99,7 @@ class ModemLine:
         self.identity: dict[str, str] = {}
         self.classes: list[str] = []
         self.far = False
+        self.caller_id = True
 
     async def open(self) -> None:
         await self.ch.open()
@@ -206,6 +207,8 @@ class ModemLine:
         q = self.quirks or Quirks()
         if q.flow_cmd:
             await self._try("AT" + q.flow_cmd, 3.0)       # optional: ERROR is not fatal
+        if self.caller_id:
+            await self._try("AT+VCID=1", 2.0)              # formatted caller ID where the modem has it
 
     async def query_classes(self) -> list[str]:
         text = await self.ch.query("AT+FCLASS=?", 3.0)
