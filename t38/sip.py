@@ -1023,7 +1023,16 @@ class _SippySide:
         host, port = server.uopts.laddress[:2]
         if config.tcp:
             public = self.gc.get("_fax_public")
-            self.gc["_fax_tcp"] = _TcpServer(self, (config.bind_address, int(port)), public)
+            try:
+                self.gc["_fax_tcp"] = _TcpServer(self, (config.bind_address, int(port)), public)
+            except OSError as exc:
+                if config.port != 0:
+                    tm.shutdown()
+                    raise OSError(exc.errno, f"SIP over TCP cannot listen on port {port}: {exc.strerror}") from None
+                # an OS-chosen UDP port whose number is taken for TCP: any TCP port will do
+                self.gc["_fax_tcp"] = _TcpServer(self, (config.bind_address, 0), public)
+                log.info("SIP over TCP listens on port %d (UDP port %d was taken for TCP)",
+                         self.gc["_fax_tcp"].laddress[1], port)
         for trunk in config.trunks:
             for value in (trunk.proxy, trunk.registrar, trunk.outbound_proxy):
                 if value:
