@@ -1,4 +1,5 @@
-"""A Class 2.0 fax modem for the rig: an AT+FCLASS=2.0 interpreter on its own pty, in front of our T.30.
+"""A Class 2.0 (or Class 2) fax modem for the rig: an AT+FCLASS=2.0 / =2 interpreter on its own pty,
+in front of our T.30.
 
 It drives one of the rig's Class 1 (spandsp T.31) modems with ``Class1Phy`` and runs the T.30 session
 that a Class 2.0 modem would run in firmware, so ``Class2Driver`` has a modem to talk to without
@@ -6,6 +7,9 @@ hardware.  It is a store-and-forward model, not a faithful modem: pages given wi
 and sent in one T.30 session when the DTE ends the document with ``<DLE>.`` (each earlier page is
 acknowledged with OK at once), and on receive the whole fax is taken in during ATA and then handed to
 the DTE page by page with +FDR.  +FIS after ATD reports our own capabilities, not the remote's.
+With ``dialect="2"`` it speaks SP-2388-A instead (+FCON, +FDCS, XON after CONNECT to +FDT, <DLE><ETX>
+then AT+FET=n, +FPTS, +FHNG decimal) and, like the Rockwell-heritage modems most Class 2 users have,
+delivers received page data bit-reversed.
 Real Class 2/2.0 hardware is still the judge of the driver.
 
 T.30 is injected (``session_factory``) because modem/ must not import engine.t30:
@@ -33,6 +37,14 @@ log = logging.getLogger("faxengine.rig.class20")
 CAPS_RANGE = "(0,1),(0-5),(0-2),(0-2),(0-3),(0-1),(0),(0-7)"
 _DIAL_TEXT = {"busy": "BUSY", "no_carrier": "NO CARRIER", "no_dialtone": "NO DIALTONE", "no_answer": "NO ANSWER",
               "no_fax": "NO CARRIER"}
+# Class 2.0 / Class 2 spellings, as data (the two command sets differ; see modem.class2 for the driver side).
+REPORTS = {
+    "2.0": {"connect": "+FCO", "remote_caps": "+FIS:", "dcs": "+FCS:", "tsi": "+FTI:", "hangup": "+FHS:",
+            "status": "+FPS:", "ident": "AT+FLI=", "bit_order": "AT+FBO="},
+    "2": {"connect": "+FCON", "remote_caps": "+FDIS:", "dcs": "+FDCS:", "tsi": "+FTSI:", "hangup": "+FHNG:",
+          "status": "+FPTS:", "ident": "AT+FLID=", "bit_order": "AT+FBOR="},
+}
+_HEX_TO_CLASS2 = {"A0": 100, "A1": 101, "A2": 102, "A3": 103, "92": 94}
 # SessionResult.error_code -> +FHS code (hex); otherwise by phase.
 _FHS_BY_CODE = {"training_failed": "27", "remote_refused": "58", "aborted": "02"}
 _FHS_SEND_PHASE = {"A": "10", "B": "20", "C": "40", "D": "50", "E": "50", "": "50"}
@@ -50,7 +62,11 @@ def fhs_for(result: SessionResult) -> str:
 
 class Class20Modem:
     def __init__(self, class1_path: str, session_factory: Callable[..., Any], *, clock: Clock | None = None,
-                 ecm: bool = False) -> None:
+                 ecm: bool = False, dialect: str = "2.0") -> None:
+        if dialect not in REPORTS:
+            raise ValueError("dialect must be '2.0' or '2'")
+        self.dialect = dialect
+        self.r = REPORTS[dialect]
         self.class1_path = class1_path
         self.factory = session_factory
         self.clock = clock or MonotonicClock()
@@ -211,25 +227,27 @@ class Class20Modem:
         elif up.startswith("ATD"):
             self._busy = asyncio.ensure_future(self._dial(cmd[3:].lstrip("TtPp")))
         elif up == "AT+FCLASS=?":
-            self.reply("(0,1,2.0)", "OK")
+            self.reply("(0,1,2)" if self.dialect == "2" else "(0,1,2.0)", "OK")
         elif up == "AT+FCLASS?":
-            self.reply("2.0", "OK")
-        elif up in ("AT+FCLASS=2.0", "AT+FCLASS=0"):
+            self.reply(self.dialect, "OK")
+        elif up in (f"AT+FCLASS={self.dialect}", "AT+FCLASS=0"):
             self.reply("OK")
-        elif up == "AT+FMI?":
+        elif up in ("AT+FMI?", "AT+FMFR?"):
             self.reply("faxengine", "OK")
-        elif up == "AT+FMM?":
+        elif up in ("AT+FMM?", "AT+FMDL?"):
             self.reply("Class 2.0 emulator (rig)", "OK")
-        elif up == "AT+FMR?":
+        elif up in ("AT+FMR?", "AT+FREV?"):
             self.reply("1.0", "OK")
-        elif up == "AT+FCC=?":
+        elif up in ("AT+FCC=?", "AT+FDCC=?"):
             self.reply(CAPS_RANGE, "OK")
-        elif up.startswith("AT+FLI="):
-            self.ident = cmd[7:].strip().strip('"')
+        elif up.startswith(self.r["ident"]):
+            self.ident = cmd[len(self.r["ident"]):].strip().strip('"')
             self.reply("OK")
-        elif up.startswith("AT+FBO="):
-            self.bit_order = int(up[7:] or 0)
+        elif up.startswith(self.r["bit_order"]):
+            self.bit_order = int(up[len(self.r["bit_order"]):] or 0)
             self.reply("OK")
+        elif self.dialect == "2" and up.startswith("AT+FET="):
+            self._fet(int(up[7:] or 0))
         elif up == "AT+FPS?":
             self.reply(f"+FPS:{self._last_ppr}", "OK")
         elif up == "AT+FDT":
@@ -237,15 +255,22 @@ class Class20Modem:
         elif up == "AT+FDR":
             self._fdr()
         elif up.startswith(("AT+FLO=", "AT+FNR=", "AT+FIE=", "AT+FCC=", "AT+FCT=", "AT+FCR=", "AT+FIS=",
-                            "AT+FPS=", "AT+FAA=", "AT+FCQ=", "AT+FMS=", "AT+FRY=")):
+                            "AT+FPS=", "AT+FAA=", "AT+FCQ=", "AT+FMS=", "AT+FRY=", "AT+FDCC=", "AT+FDIS=",
+                            "AT+FPHCTO=", "AT+FPTS=", "AT+FBUG=", "AT+FTBC=", "AT+FREL=")):
             self.reply("OK")
-        elif up == "AT+FKS":
+        elif up in ("AT+FKS", "AT+FK"):
             self._busy = asyncio.ensure_future(self._hangup_cmd(fhs="02"))
         else:
             self.reply("ERROR")
 
     def _fcs_line(self, fine: bool = True) -> str:
-        return f"+FCS:{1 if fine else 0},5,0,2,0,{1 if self.ecm else 0},0,0"
+        ec = (2 if self.dialect == "2" else 1) if self.ecm else 0
+        return f"{self.r['dcs']}{1 if fine else 0},5,0,2,0,{ec},0,0"
+
+    def _hangup_line(self, code_hex: str) -> str:
+        if self.dialect == "2":
+            return f"+FHNG:{_HEX_TO_CLASS2.get(code_hex, int(code_hex) if code_hex.isdigit() else 50)}"
+        return f"+FHS:{code_hex}"
 
     # ---- sending ------------------------------------------------------------------------------
 
@@ -262,13 +287,16 @@ class Class20Modem:
         self._phy = Class1Phy(self._line.ch, self.clock, self._line.quirks, adaptive_receive=self._line.far)
         self._phy.call_connected()
         self._tx_pages = []
-        self.reply("+FCO", f"+FIS:1,5,0,2,0,{1 if self.ecm else 0},0,0", "OK")
+        ec = (2 if self.dialect == "2" else 1) if self.ecm else 0
+        self.reply(self.r["connect"], f"{self.r['remote_caps']}1,5,0,2,0,{ec},0,0", "OK")
 
     def _fdt(self) -> None:
         if self._phy is None:
             self.reply("ERROR")
             return
         self.reply(self._fcs_line(), "CONNECT")
+        if self.dialect == "2":
+            self._send(b"\x11")                    # SP-2388-A: XON = ready for data
         self._mode = "data"
         self._data.clear()
         self._dle = False
@@ -282,13 +310,23 @@ class Class20Modem:
             self._tx_pages.append(FaxPage(dec.pixels, y_dpi=196))
         except ValueError as exc:
             log.warning("page from the DTE does not decode: %s", exc)
-            self.reply("ERROR", "+FHS:41")
+            self.reply("ERROR", self._hangup_line("41"))
             return
-        if code == 0x2E:                              # EOP: now run the real T.30 session
+        if self.dialect == "2":
+            self.reply("OK")                           # then the DTE says AT+FET=n
+        elif code == 0x2E:                            # EOP: now run the real T.30 session
             self._busy = asyncio.ensure_future(self._run_send())
         else:
             self._last_ppr = 1
             self.reply("OK")
+
+    def _fet(self, ppm: int) -> None:
+        if self._phy is None:
+            self.reply("ERROR")
+        elif ppm == 2:
+            self._busy = asyncio.ensure_future(self._run_send())
+        else:
+            self.reply("+FPTS:1", "OK")
 
     async def _run_send(self) -> None:
         session = self.factory(self._phy, self.clock, send_pages=self._tx_pages, on_page=None, calling=True,
@@ -297,7 +335,10 @@ class Class20Modem:
         self.results.append(result)
         self._last_ppr = 1 if result.success else 2
         self._phy = None
-        self.reply("OK" if result.success else "ERROR", f"+FHS:{fhs_for(result)}")
+        if self.dialect == "2":
+            self.reply(f"+FPTS:{self._last_ppr}", self._hangup_line(fhs_for(result)), "OK")
+        else:
+            self.reply("OK" if result.success else "ERROR", self._hangup_line(fhs_for(result)))
         self._restart_ring_watch()
 
     # ---- receiving ----------------------------------------------------------------------------
@@ -333,19 +374,19 @@ class Class20Modem:
         self._rx_result = result
         self._rx_index = 0
         if not self._rx_pages:
-            self.reply(f"+FHS:{fhs_for(result) if not result.success else '70'}", "OK")
+            self.reply(self._hangup_line(fhs_for(result) if not result.success else "70"), "OK")
             self._rx_result = None
             self._restart_ring_watch()
             return
         fine = self._rx_pages[0].y_dpi > 100
-        self.reply("+FCO", f'+FTI:"{result.remote_ident}"', self._fcs_line(fine), "OK")
+        self.reply(self.r["connect"], f'{self.r["tsi"]}"{result.remote_ident}"', self._fcs_line(fine), "OK")
 
     def _fdr(self) -> None:
         if self._rx_result is None:
             self.reply("ERROR")
             return
         if self._rx_index >= len(self._rx_pages):
-            self.reply(f"+FHS:{fhs_for(self._rx_result)}", "OK")
+            self.reply(self._hangup_line(fhs_for(self._rx_result)), "OK")
             self._rx_result = None
             self._restart_ring_watch()
             return
@@ -356,11 +397,11 @@ class Class20Modem:
         page = self._rx_pages[self._rx_index]
         self._rx_index += 1
         data = codec.encode(page.pixels, "mh", lsb_first=True, rtc=False, byte_align=True)
-        if self.bit_order & 1:
+        if bool(self.bit_order & 1) != (self.dialect == "2"):   # Class 2: Rockwell reverses received data
             data = codec.reverse_bits(data)
         self._send(data.replace(b"\x10", b"\x10\x10") + b"\x10\x03")
         last = self._rx_index >= len(self._rx_pages)
-        self.reply(f"+FPS:1,{page.rows},0,0,0", f"+FET:{2 if last else 0}", "OK")
+        self.reply(f"{self.r['status']}1,{page.rows},0,0,0", f"+FET:{2 if last else 0}", "OK")
 
     async def _hangup_cmd(self, fhs: str | None = None) -> None:
         if self._ring_task is not None:
@@ -370,6 +411,6 @@ class Class20Modem:
         self._phy = None
         self._rx_result = None
         if fhs:
-            self.reply(f"+FHS:{fhs}")
+            self.reply(self._hangup_line(fhs))
         self.reply("OK")
         self._restart_ring_watch()

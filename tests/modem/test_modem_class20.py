@@ -1,4 +1,4 @@
-"""Our Class 2.0 driver through the rig's Class 2.0 modem (an AT+FCLASS=2.0 interpreter in front of
+"""Our Class 2 / 2.0 driver through the rig's Class 2.0 (and Class 2) modem (an AT+FCLASS=2.0 interpreter in front of
 our T.30 on a spandsp T.31 modem) to and from a spandsp fax machine; pages compared pixel by pixel."""
 
 from __future__ import annotations
@@ -35,20 +35,21 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("ecm", [False, True], ids=["noecm", "ecm"])
-async def test_class20_driver_sends_through_rig(tmp_path, ecm):
+@pytest.mark.parametrize("dialect,ecm", [("2.0", False), ("2.0", True), ("2", False)],
+                         ids=["c20-noecm", "c20-ecm", "c2-noecm"])
+async def test_class2_driver_sends_through_rig(tmp_path, dialect, ecm):
     from modem.rig import Rig
     from modem.rig.class20 import Class20Modem
 
     rig = Rig("answer", output_dir=str(tmp_path), speed=SPEED, answer_delay=0.5, far_ecm=ecm)
     paths = await rig.start()
-    modem = Class20Modem(paths["modem"], factory, clock=ScaledClock(SPEED), ecm=ecm)
+    modem = Class20Modem(paths["modem"], factory, clock=ScaledClock(SPEED), ecm=ecm, dialect=dialect)
     pages = [make_page(rows=300, seed=31), make_page(rows=200, seed=32)]
     try:
         path = await modem.start()
         line = await open_line(path)
         try:
-            result = await Class2Driver(line, "2.0", ident="+1 555 0303", ecm=ecm).send("5551234", pages)
+            result = await Class2Driver(line, dialect, ident="+1 555 0303", ecm=ecm).send("5551234", pages)
         finally:
             await line.close()
         far = (await rig.wait_results(1, timeout=30))[0]
@@ -57,7 +58,10 @@ async def test_class20_driver_sends_through_rig(tmp_path, ecm):
         await rig.stop()
     assert result.success, (result, modem.results)
     assert result.pages_sent == 2
-    assert "AT+FCLASS=2.0" in modem.commands and any(c.startswith("AT+FLI=") for c in modem.commands)
+    assert f"AT+FCLASS={dialect}" in modem.commands
+    assert any(c.startswith("AT+FLI=" if dialect == "2.0" else "AT+FLID=") for c in modem.commands)
+    if dialect == "2":
+        assert "AT+FET=0" in modem.commands and "AT+FET=2" in modem.commands
     assert far["ok"] and far["pages"] == 2, far
     assert modem.results[0].ecm == ecm
     stored = [p.page for p in read_tiff_f(far["rx_tiff"])]
@@ -66,7 +70,8 @@ async def test_class20_driver_sends_through_rig(tmp_path, ecm):
 
 
 @pytest.mark.timeout(120)
-async def test_class20_driver_receives_through_rig(tmp_path):
+@pytest.mark.parametrize("dialect", ["2.0", "2"])
+async def test_class2_driver_receives_through_rig(tmp_path, dialect):
     from modem.rig import Rig
     from modem.rig.class20 import Class20Modem
 
@@ -75,13 +80,13 @@ async def test_class20_driver_receives_through_rig(tmp_path):
     write_tiff_f(str(tx), pages)
     rig = Rig("call", tx_tiff=str(tx), speed=SPEED, call_delay=0.5, ring_interval=1.0, far_ident="+1 555 0404")
     paths = await rig.start()
-    modem = Class20Modem(paths["modem"], factory, clock=ScaledClock(SPEED))
+    modem = Class20Modem(paths["modem"], factory, clock=ScaledClock(SPEED), dialect=dialect)
     got = []
     try:
         path = await modem.start()
         line = await open_line(path)
         try:
-            result = await Class2Driver(line, "2.0", ident="+1 555 0303").receive(
+            result = await Class2Driver(line, dialect, ident="+1 555 0303").receive(
                 rings=1, ring_timeout=60, on_page=lambda p, n: got.append(p))
         finally:
             await line.close()
