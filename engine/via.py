@@ -176,3 +176,29 @@ async def _run_modem(via: Via, role: str, args: Any, clock: Any, *, session_fact
 for _scheme in ("class1", "class2", "class2.0"):
     register_scheme(_scheme, _parse_modem(_scheme))
     register_call_runner(_scheme, _run_modem)
+
+
+# ---- SIP trunks (added for issue 6): t38.sip dials or answers, switches to T.38, runs T.30, hangs up ----
+#   send:    sip:NUMBER@TRUNK  or  sip:NUMBER@HOST[:PORT]     (TRUNK from $FAXENGINE_SIP_CONFIG's [sip] table)
+#   receive: sip:[DID]@TRUNK   or  sip:[DID]@HOST:PORT         (listen there; any DID when empty)
+def _parse_sip(role: str, text: str) -> Via:
+    number, sep, where = text.partition("@")
+    if not sep or not where or (role == "send" and not number):
+        raise ViaError("sip: needs NUMBER@TRUNK or NUMBER@HOST[:PORT] (receive: [DID]@TRUNK or [DID]@HOST:PORT)")
+    return Via("sip", text, extra={"number": number, "where": where})
+
+
+async def _run_sip(via: Via, role: str, args: Any, clock: Any, *, session_factory: Any, pages: Any = None,
+                   on_page: Any = None, progress: Any = None) -> Any:
+    from t38.sip import SipViaError, run_sip_fax
+
+    try:
+        return await run_sip_fax(via.extra["number"], via.extra["where"], role=role, clock=clock,
+                                 session_factory=session_factory, pages=pages, on_page=on_page,
+                                 timeout=getattr(args, "timeout", None), pacing=not getattr(args, "no_pacing", False))
+    except SipViaError as exc:
+        raise ViaError(str(exc)) from None
+
+
+register_scheme("sip", _parse_sip)
+register_call_runner("sip", _run_sip)
