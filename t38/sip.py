@@ -1268,10 +1268,11 @@ class SipCall:
             self._spawn(self._glare_retry())
         elif name == "t38_refused":
             code, reason = args
-            failure = failure_for_status(code if code in (488, 415, 606) else (488 if code == 200 else code),
-                                         reason, t38=True, retry_t38=self.trunk.retry_on_t38_refused)
-            if code not in (488, 415, 606):
-                failure = CallFailure("t38_refused", f"remote refused T.38 ({code} {reason})", code,
+            if code in T38_REFUSAL_CODES:
+                failure = failure_for_status(code, reason, t38=True, retry_t38=self.trunk.retry_on_t38_refused)
+            else:      # a 2xx that declined the image stream, or another error to our T.38 offer
+                detail = reason if code == 200 else f"SIP {code} {reason}"
+                failure = CallFailure("t38_refused", f"remote refused T.38 ({detail})", code,
                                       self.trunk.retry_on_t38_refused)
             log.warning("call %s: %s; hanging up", self.call_id, failure.error_message)
             self._fail(failure)

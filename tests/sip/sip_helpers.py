@@ -213,3 +213,56 @@ IMAGE_SDP = (
     "a=T38FaxRateManagement:transferredTCF\r\na=T38FaxMaxBuffer:262\r\na=T38FaxMaxDatagram:176\r\n"
     "a=T38FaxUdpEC:t38UDPRedundancy\r\n"
 )
+
+
+class ScriptedUas:
+    """A hand-driven SIP UAS on a UDP socket (thread): answers the INVITE with audio, then answers
+    each re-INVITE with ``reinvite_answer(text) -> (code, reason, body)``; 200s BYE; ignores ACK."""
+
+    def __init__(self, reinvite_answer):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.reinvite_answer = reinvite_answer
+        self.to_tag = secrets.token_hex(4)
+        self.received: list[str] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _respond(self, req: str, code: int, reason: str, body: str, addr) -> None:
+        heads = []
+        for line in req.split("\r\n\r\n", 1)[0].split("\r\n")[1:]:
+            name = line.split(":", 1)[0].strip().lower()
+            if name in ("via", "v", "from", "f", "call-id", "i", "cseq"):
+                heads.append(line)
+            elif name in ("to", "t"):
+                heads.append(line if ";tag=" in line else f"{line};tag={self.to_tag}")
+        heads.append(f"Contact: <sip:uas@127.0.0.1:{self.port}>")
+        if body:
+            heads.append("Content-Type: application/sdp")
+        heads.append(f"Content-Length: {len(body.encode())}")
+        self.sock.sendto((f"SIP/2.0 {code} {reason}\r\n" + "\r\n".join(heads) + "\r\n\r\n" + body).encode(), addr)
+
+    def _run(self) -> None:
+        while self.running:
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except OSError:
+                continue
+            text = data.decode(errors="replace")
+            self.received.append(text)
+            method = text.split(" ", 1)[0]
+            if method == "INVITE" and not is_reinvite(text):
+                self._respond(text, 200, "OK", AUDIO_SDP.format(port=40000), addr)
+            elif method == "INVITE":
+                code, reason, body = self.reinvite_answer(text)
+                self._respond(text, code, reason, body, addr)
+            elif method in ("BYE", "OPTIONS"):
+                self._respond(text, 200, "OK", "", addr)
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
