@@ -30,6 +30,7 @@ from . import tables as t
 _LW = t.decode_lut(t.all_run_codes(0), t.WINDOW)
 _LB = t.decode_lut(t.all_run_codes(1), t.WINDOW)
 _LM = t.decode_lut(t.mode_codes(), 7)
+_LEAD_ONES = [13 - (~w & 0x1FFF).bit_length() for w in range(1 << 13)]  # leading one bits of a window
 
 
 @dataclass
@@ -98,17 +99,38 @@ def _row_2d(win, p: int, end: int, width: int, ref: list[int]) -> tuple[int, lis
     append = chg.append
     jj = 0
     lm = _LM
+    nref = len(ref) - 3  # real reference changes; ref[nref] is the first `width` sentinel
     while a0 < width:
-        e = lm[win[p] >> 6]
+        w = win[p]
+        while ref[jj] <= a0:
+            jj += 1
+        j = jj + ((jj & 1) ^ colour)
+        if w >= 4096:  # a run of V0 codes ("1" each): a1 = b1 each time, the next b1 is the next change
+            k = _LEAD_ONES[w]
+            if j >= nref:  # b1 is the end of the line: one V0 ends the row
+                k = 1
+                j = nref
+            elif k > nref - j + 1:
+                k = nref - j + 1
+            p += k
+            if p > end:
+                return None
+            last = j + k - 1
+            if last == nref:  # the row ends on width
+                chg.extend(ref[j:last])
+            else:
+                chg.extend(ref[j : last + 1])
+            a0 = ref[last]
+            colour ^= k & 1
+            jj = last + 1
+            continue
+        e = lm[w >> 6]
         if not e:
             return None
         p += e & 31
         if p > end:
             return None
         mode = e >> 5
-        while ref[jj] <= a0:
-            jj += 1
-        j = jj + ((jj & 1) ^ colour)
         if mode < 7:  # vertical: a1 > a0 >= every change so far, so no duplicate
             a1 = ref[j] + mode - 3
             if a1 <= a0 or a1 > width:
@@ -256,6 +278,22 @@ def _changes(row: np.ndarray) -> list[int]:
     return ([0] if row[0] else []) + d.tolist()
 
 
+def _pixels_from_changes(counts: np.ndarray, pos: np.ndarray, width: int) -> np.ndarray:
+    """Rows given as strictly increasing change positions -> bool pixels, by one np.repeat of runs."""
+    n = counts.size
+    seg_counts = counts + 1  # a row start, then one segment per change
+    row_seg = np.cumsum(seg_counts) - seg_counts
+    total = int(seg_counts.sum())
+    is_start = np.zeros(total, dtype=bool)
+    is_start[row_seg] = True
+    bounds = np.empty(total, dtype=np.int64)
+    bounds[row_seg] = np.arange(n, dtype=np.int64) * width
+    bounds[~is_start] = pos + np.repeat(np.arange(n, dtype=np.int64) * width, counts)
+    colour = ((np.arange(total) - np.repeat(row_seg, seg_counts)) & 1).astype(bool)
+    lengths = np.diff(bounds, append=n * width)
+    return np.repeat(colour, lengths).reshape(n, width)
+
+
 class _Page:
     """Collects rows (as batch rows or change lists), with concealment and bad-row statistics."""
 
@@ -301,9 +339,7 @@ class _Page:
         lists = self.lists
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         pos = np.fromiter(chain.from_iterable(lists), dtype=np.int64, count=int(counts.sum()))
-        tog = np.zeros((len(lists), w), dtype=np.uint8)
-        tog[np.repeat(np.arange(len(lists)), counts), pos] = 1
-        list_pixels = (np.cumsum(tog, axis=1, dtype=np.uint8) & 1).astype(bool)
+        list_pixels = _pixels_from_changes(counts, pos, w)
         src = np.array(self.src, dtype=np.int64)
         pixels = np.empty((n, w), dtype=bool)
         from_list = src < 0
