@@ -112,7 +112,8 @@ def _same(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 
 # ---------------------------------------------------------------- 2. capacity
 
-async def one_call(pages: list[FaxPage], clock: MonotonicClock) -> tuple[bool, bool, float]:
+async def one_call(pages: list[FaxPage], clock: MonotonicClock, delay: float = 0.0) -> tuple[bool, bool, float]:
+    await asyncio.sleep(delay)
     rx_phy = await open_t38_udptl(clock, T38PhyOptions(calling=False), local=("127.0.0.1", 0))
     tx_phy = await open_t38_udptl(clock, T38PhyOptions(calling=True), local=("127.0.0.1", 0),
                                   remote=rx_phy.transport.local_address)
@@ -127,10 +128,11 @@ async def one_call(pages: list[FaxPage], clock: MonotonicClock) -> tuple[bool, b
     return r_tx.success and r_rx.success, ok_pixels, clock.now() - t0
 
 
-async def capacity_run(n: int, pages: list[FaxPage]) -> tuple[int, int, float, float, float]:
+async def capacity_run(n: int, pages: list[FaxPage], stagger: float) -> tuple[int, int, float, float, float]:
     clock = MonotonicClock()
     cpu0, wall0 = time.process_time(), time.monotonic()
-    results = await asyncio.gather(*(one_call(pages, clock) for _ in range(n)), return_exceptions=True)
+    results = await asyncio.gather(*(one_call(pages, clock, i * stagger / n) for i in range(n)),
+                                   return_exceptions=True)
     cpu, wall = time.process_time() - cpu0, time.monotonic() - wall0
     ok = sum(1 for r in results if not isinstance(r, BaseException) and r[0])
     pixels = sum(1 for r in results if not isinstance(r, BaseException) and r[1])
@@ -138,11 +140,11 @@ async def capacity_run(n: int, pages: list[FaxPage]) -> tuple[int, int, float, f
     return ok, pixels, cpu, wall, call_time
 
 
-def capacity(ns: list[int], page_count: int, tmp: Path) -> None:
+def capacity(ns: list[int], page_count: int, tmp: Path, stagger: float) -> None:
     src = make_fax_tiff(tmp / "cap.tif", pages=page_count, height=1100, dpi=(204, 196), seed=9)
     pages = [FaxPage(p, y_dpi=196) for p in src]
     print(f"== capacity: N concurrent calls ours -> ours, {page_count} page(s) 1728x1100 fine, ECM V.17, "
-          "real-time pacing, loopback UDPTL, one process (so at most one core)")
+          f"real-time pacing, loopback UDPTL, one process (so at most one core), starts spread over {stagger:g} s")
     print("   load = process CPU s / wall s (cores busy); calls/core = N / load; stretch = mean call time / "
           "the N=1 call time (> 1: pacing fell behind line time)")
     print(f"  {'N':>5} {'ok':>5} {'pixels':>6} {'wall s':>7} {'call s':>7} {'stretch':>7} {'CPU s':>7} "
@@ -150,9 +152,9 @@ def capacity(ns: list[int], page_count: int, tmp: Path) -> None:
     best = 0
     base_call = None
     for n in ns:
-        ok, pixels, cpu, wall, call_time = asyncio.run(capacity_run(n, pages))
+        ok, pixels, cpu, wall, call_time = asyncio.run(capacity_run(n, pages, stagger))
         base_call = base_call or call_time
-        load = cpu / wall
+        load = cpu / (wall - stagger * (n - 1) / n)
         stretch = call_time / base_call
         print(f"  {n:>5} {ok:>5} {pixels:>6} {wall:>7.1f} {call_time:>7.1f} {stretch:>7.2f} {cpu:>7.2f} "
               f"{cpu / n:>10.3f} {load:>6.2f} {n / load:>10.0f}", flush=True)
@@ -172,13 +174,15 @@ def main() -> int:
     ap.add_argument("--calls", default="1,50,100,200,300", help="comma-separated N for the capacity runs")
     ap.add_argument("--capacity-pages", type=int, default=1)
     ap.add_argument("--skip-capacity", action="store_true")
+    ap.add_argument("--stagger", type=float, default=10.0, metavar="S",
+                    help="spread the call starts over S seconds, as real traffic is (default 10)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         efficiency(tmp, 600 if args.quick else 2200)
         if not args.skip_capacity:
             ns = [1, 10] if args.quick else [int(x) for x in args.calls.split(",") if x]
-            capacity(ns, args.capacity_pages, tmp)
+            capacity(ns, args.capacity_pages, tmp, args.stagger)
     return 0
 
 
