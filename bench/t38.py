@@ -145,8 +145,8 @@ def capacity(ns: list[int], page_count: int, tmp: Path, stagger: float) -> None:
     pages = [FaxPage(p, y_dpi=196) for p in src]
     print(f"== capacity: N concurrent calls ours -> ours, {page_count} page(s) 1728x1100 fine, ECM V.17, "
           f"real-time pacing, loopback UDPTL, one process (so at most one core), starts spread over {stagger:g} s")
-    print("   load = process CPU s / wall s (cores busy); calls/core = N / load; stretch = mean call time / "
-          "the N=1 call time (> 1: pacing fell behind line time)")
+    print("   load = process CPU s / wall s; calls/core = call s / (CPU s per call), the number of such calls "
+          "one core sustains; stretch = mean call time / the N=1 call time (> 1: pacing fell behind line time)")
     print(f"  {'N':>5} {'ok':>5} {'pixels':>6} {'wall s':>7} {'call s':>7} {'stretch':>7} {'CPU s':>7} "
           f"{'CPU/call s':>10} {'load':>6} {'calls/core':>10}")
     best = 0
@@ -154,10 +154,10 @@ def capacity(ns: list[int], page_count: int, tmp: Path, stagger: float) -> None:
     for n in ns:
         ok, pixels, cpu, wall, call_time = asyncio.run(capacity_run(n, pages, stagger))
         base_call = base_call or call_time
-        load = cpu / (wall - stagger * (n - 1) / n)
+        load = cpu / wall
         stretch = call_time / base_call
         print(f"  {n:>5} {ok:>5} {pixels:>6} {wall:>7.1f} {call_time:>7.1f} {stretch:>7.2f} {cpu:>7.2f} "
-              f"{cpu / n:>10.3f} {load:>6.2f} {n / load:>10.0f}", flush=True)
+              f"{cpu / n:>10.3f} {load:>6.2f} {call_time / (cpu / n):>10.0f}", flush=True)
         if ok < n or pixels < n:
             print(f"  stopping: {n - ok} call(s) failed at N={n}")
             break
