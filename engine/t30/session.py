@@ -548,18 +548,26 @@ class T30Session:
                 state = await self._rx_end()
 
     async def _rx_phase_b(self, dis_frames: list[bytes]) -> str:
-        """Send CSI/DIS every T4 until a command arrives or T1 runs out."""
+        """Send CSI/DIS every T4 until a command arrives or T1 runs out.
+
+        Once the caller has been heard (even a damaged frame), DIS is not repeated until it has been
+        quiet for T4: it is then busy with TCF or its own T4, and a DIS in the middle of that makes
+        some senders (spandsp) give up with "unexpected message"."""
         cfg = self.config
         deadline = self.clock.now() + cfg.t1
+        send_dis = True
         while self.clock.now() < deadline:
             self._check_abort()
-            await self._send_frames(dis_frames)
-            burst = await self._recv_burst(min(cfg.t4, deadline - self.clock.now()))
+            if send_dis:
+                await self._send_frames(dis_frames)
+            burst = await self._recv_burst(min(cfg.t4 if send_dis else cfg.t2 + cfg.t4, deadline - self.clock.now()))
             if burst is None:
+                send_dis = True
                 continue
             nxt = await self._rx_handle_command_burst(burst)
             if nxt is not None:
                 return nxt
+            send_dis = False
         raise self._fail("no_response", f"no command received in answer to DIS within T1 ({cfg.t1:g} s)")
 
     async def _rx_wait_command(self) -> str:
@@ -672,16 +680,14 @@ class T30Session:
                         data += chunk
                     self._rx_page_state.data = data
                 self._rx_got_image = True
-            except WrongCarrier:
-                burst = await self._recv_burst(cfg.t2)
+            except (WrongCarrier, TimeoutError) as exc:
+                # V.21 instead of the image: the sender repeats a command (it missed our answer).
+                # No carrier at all: perhaps we missed the image and its command follows.
+                burst = await self._recv_burst(cfg.t2 if isinstance(exc, WrongCarrier) else cfg.t4)
                 if burst is None:
                     continue
-                nxt = await self._rx_handle_command_burst(burst)
-                return nxt if nxt is not None else "page"
-            except TimeoutError:
-                # Perhaps the sender skipped the image (or we missed it) and sent its command.
-                burst = await self._recv_burst(cfg.t4)
-                if burst is None:
+                if all(f is BAD for f in burst):
+                    await self._send_frames([fcf.build(fcf.CRP, x=self.x)])
                     continue
                 nxt = await self._rx_handle_command_burst(burst)
                 return nxt if nxt is not None else "page"

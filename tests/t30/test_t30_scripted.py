@@ -668,3 +668,50 @@ def test_receiver_keeps_block_size_when_retransmission_pps_counts_only_resent_fr
     result, asked, *_ = run_pair(receiver(got), far_script)
     assert asked == [1, 2]
     assert result.success and np.array_equal(got[0][0].pixels, pg.pixels)
+
+
+def test_receiver_waits_quietly_after_a_damaged_dcs():
+    """A damaged DCS must not be answered with a new DIS while the caller is busy with TCF and T4."""
+    async def far_script(far, s):
+        await far.burst()                                       # our CSI/DIS
+        params = dis.DcsParams(modulation=V17, resolution="fine")
+        far.phy.impair = lambda ev: [(ev[0], ev[1], False)] if ev[0] == "hdlc" else [ev]
+        await far.send(fcf.DCS, params.build())
+        far.phy.impair = None
+        await far.phy.send_image(V17, bytes(2700), long_training=True)
+        heard = await far.burst(timeout=3.0)                    # the caller's T4: we must stay silent
+        await far.send(fcf.DCS, params.build())
+        await far.phy.send_image(V17, bytes(2700), long_training=True)
+        await far.expect(fcf.CFR)
+        await far.send(fcf.DCN)
+        return heard
+
+    result, heard, *_ = run_pair(receiver(), far_script)
+    assert heard == []
+
+
+def test_receiver_asks_crp_for_a_damaged_command_in_phase_c():
+    got = []
+    pg = page(rows=60, seed=13, noise=0.05)
+
+    async def far_script(far, s):
+        await far_sender_start(far, ecm_mode=True, compression="mmr")
+        await far.expect(fcf.CFR)
+        block = ecm.split_blocks(encoded(pg, "mmr"), 256)[0]
+        await far.phy.send_image_hdlc(V17, ecm.block_frames(block, [i for i in range(len(block)) if i != 0]))
+        await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, len(block), x=True))
+        await far.expect(fcf.PPR)
+        far.phy.impair = lambda ev: [(ev[0], ev[1], False)] if ev[0] == "hdlc" else [ev]
+        await far.send(fcf.CTC, dis.ctc_fif(dis.DcsParams(modulation=V17).build(), Modulation.V17_12000))
+        far.phy.impair = None
+        await far.expect(fcf.CRP)
+        await far.send(fcf.CTC, dis.ctc_fif(dis.DcsParams(modulation=V17).build(), Modulation.V17_12000))
+        await far.expect(fcf.CTR)
+        await far.phy.send_image_hdlc(Modulation.V17_12000, ecm.block_frames(block, [0]))
+        await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, 1, x=True))
+        await far.expect(fcf.MCF)
+        await far.send(fcf.DCN)
+        return True
+
+    result, ok, *_ = run_pair(receiver(got), far_script)
+    assert ok and result.success and np.array_equal(got[0][0].pixels, pg.pixels)
