@@ -119,6 +119,12 @@ class T30Session:
                 raise SessionFailed(self.phase, "remote_disconnected",
                                     f"remote disconnected in phase {self.phase} ({exc or type(exc).__name__})",
                                     dcn=False) from exc
+            except SessionFailed:
+                raise
+            except Exception as exc:  # a bug or a broken callback must still end the call cleanly
+                log.exception("T.30 session error in phase %s", self.phase)
+                raise SessionFailed(self.phase, "internal_error",
+                                    f"internal error in phase {self.phase}: {type(exc).__name__}: {exc}") from exc
         except SessionFailed as failure:
             await self._finish_failed(failure, owe_dcn=failure.dcn and not self._remote_gone)
             return
@@ -298,29 +304,51 @@ class T30Session:
         await self._send(fcf.DCN)
 
     async def _await_dis(self) -> Capabilities:
-        """Phase B: listen for NSF/CSI/DIS until T1 expires."""
-        deadline = self.clock.now() + self.config.t1
+        """Phase B of the sender: the remote's receive capabilities.
+
+        As caller: listen for NSF/CSI/DIS until T1 expires.  As answerer (the caller polls us):
+        send CSI/DIS saying we have a document, every T4, until its CIG/DTC arrives."""
+        if self.calling:
+            frame = await self._await_identification(fcf.DIS, None)
+        else:
+            caps = self._local_capabilities()
+            caps.ready_to_transmit = True
+            frame = await self._await_identification(fcf.DTC, [
+                fcf.build(fcf.CSI, encode_ident(self.config.ident), final=False),
+                fcf.build(fcf.DIS, caps.build(), final=True)])
+        caps = Capabilities.parse(frame.fif)
+        if not caps.ready_to_receive:
+            raise self._fail("incompatible", "the remote cannot receive faxes (DIS/DTC without bit 10)",
+                             retryable=False)
+        return caps
+
+    async def _await_identification(self, wanted: int, repeat: list[bytes] | None):
+        """Listen (sending ``repeat`` every T4 if given) until a ``wanted`` frame, for at most T1."""
+        cfg = self.config
+        deadline = self.clock.now() + cfg.t1
         while True:
             self._check_abort()
-            burst = await self._recv_burst(deadline - self.clock.now())
+            if repeat:
+                await self._send_frames(repeat)
+            left = deadline - self.clock.now()
+            burst = await self._recv_burst(min(left, cfg.t4) if repeat else left)
             if burst is None:
-                raise self._fail("no_response", f"no DIS received from the remote within T1 ({self.config.t1:g} s)")
-            dis = None
+                if self.clock.now() < deadline - 1e-6:
+                    continue
+                raise self._fail("no_response", f"no {fcf.NAMES[wanted]} received from the remote within T1 "
+                                                f"({cfg.t1:g} s)")
+            found = None
             for frame in burst:
                 if frame is BAD:
                     continue
-                if frame.fcf == fcf.CSI:
+                if frame.fcf in (fcf.CSI, fcf.CIG):
                     self.result.remote_ident = decode_ident(frame.fif)
-                elif frame.fcf == fcf.DIS:
-                    dis = frame
+                elif frame.fcf == wanted:
+                    found = frame
                 elif frame.fcf == fcf.DCN:
                     raise self._remote_disconnected()
-            if dis is not None:
-                caps = Capabilities.parse(dis.fif)
-                if not caps.ready_to_receive:
-                    raise self._fail("incompatible", "the remote cannot receive faxes (DIS without bit 10)",
-                                     retryable=False)
-                return caps
+            if found is not None:
+                return found
 
     def _choose_session_params(self, remote: Capabilities, *, keep_speed: bool = False) -> None:
         cfg = self.config
@@ -530,8 +558,17 @@ class T30Session:
     async def _run_receiver(self) -> None:
         cfg = self.config
         self._set_phase("B")
-        dis_frames = [fcf.build(fcf.CSI, encode_ident(cfg.ident), final=False, x=self.x),
-                      fcf.build(fcf.DIS, self._local_capabilities().build(), final=True, x=self.x)]
+        if self.calling:
+            # We called to receive: the answerer must offer a document (DIS bit 9); we poll with DTC.
+            offer = Capabilities.parse((await self._await_identification(fcf.DIS, None)).fif)
+            if not offer.ready_to_transmit:
+                raise self._fail("incompatible", "the remote has no document to send (DIS without bit 9)",
+                                 retryable=False)
+            dis_frames = [fcf.build(fcf.CIG, encode_ident(cfg.ident), final=False),
+                          fcf.build(fcf.DTC, self._local_capabilities().build(), final=True)]
+        else:
+            dis_frames = [fcf.build(fcf.CSI, encode_ident(cfg.ident), final=False),
+                          fcf.build(fcf.DIS, self._local_capabilities().build(), final=True)]
         self._rx_dcs: DcsParams | None = None
         self._last_response: list[bytes] | None = None
         self._ended_with_eop = False
@@ -567,7 +604,8 @@ class T30Session:
             nxt = await self._rx_handle_command_burst(burst)
             if nxt is not None:
                 return nxt
-            send_dis = False
+            # The remote's own DIS (it did not hear ours) calls for a repeat; anything else means wait.
+            send_dis = any(f is not BAD and f.fcf in (fcf.DIS, fcf.CSI, fcf.NSF) for f in burst)
         raise self._fail("no_response", f"no command received in answer to DIS within T1 ({cfg.t1:g} s)")
 
     async def _rx_wait_command(self) -> str:

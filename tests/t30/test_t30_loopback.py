@@ -186,3 +186,52 @@ def test_v21_frames_lost_are_repeated():
     tx, rx, received, *_ = run_virtual(talk([make_page(17, rows=60), make_page(18, rows=60)],
                                             T30Config(ecm=False), impair=impair))
     assert tx.success and rx.success and len(received) == 2
+
+
+def test_polling_answerer_sends_caller_receives():
+    """The other two role combinations: we answer and send (polled), we call and receive (poll)."""
+    async def main():
+        import asyncio
+        a, b = phy_pair()
+        got = []
+        pages = [make_page(20, rows=80), make_page(21, rows=80)]
+        tx = T30Session(a, a.clock, T30Config(ident="POLLED"), send_pages=pages, calling=False)
+        rx = T30Session(b, b.clock, T30Config(ident="POLLER"), calling=True, on_page=lambda p, bad: got.append(p))
+        tx_res, rx_res = await asyncio.gather(tx.run(), rx.run())
+        return tx_res, rx_res, got, pages, a, b
+
+    tx, rx, got, pages, a, b = run_virtual(main())
+    assert tx.success and rx.success, (tx.error_message, rx.error_message)
+    assert tx.remote_ident == "POLLER" and rx.remote_ident == "POLLED"
+    assert all(np.array_equal(g.pixels, p.pixels) for g, p in zip(got, pages, strict=True))
+    assert [f[2] for f in b.sent_frames()[:2]] == [0x41, 0x81]          # CIG, DTC
+    assert a.sent_frames()[3][2] == 0x82                                 # DCS from the DIS sender: X = 0
+
+
+def test_caller_that_wants_to_receive_from_a_plain_receiver():
+    async def main():
+        import asyncio
+        a, b = phy_pair()
+        x = T30Session(a, a.clock, T30Config(), calling=True)
+        y = T30Session(b, b.clock, T30Config(), calling=False)
+        return await asyncio.gather(x.run(), y.run())
+
+    x, y = run_virtual(main())
+    assert not x.success and x.error_code == "incompatible" and "bit 9" in x.error_message
+    assert not y.success and y.error_message == "remote disconnected in phase B"
+
+
+def test_failing_page_callback_ends_the_call_cleanly():
+    async def main():
+        import asyncio
+        a, b = phy_pair()
+
+        def broken(page, bad):
+            raise OSError("disk full")
+        tx = T30Session(a, a.clock, T30Config(), send_pages=[make_page(22, rows=50)], calling=True)
+        rx = T30Session(b, b.clock, T30Config(), calling=False, on_page=broken)
+        return await asyncio.gather(tx.run(), rx.run())
+
+    tx, rx = run_virtual(main())
+    assert not rx.success and rx.error_code == "internal_error" and "disk full" in rx.error_message
+    assert not tx.success and tx.error_phase == "D"
