@@ -31,6 +31,7 @@ ROTATE_CCW = 3  # FPDF_RenderPageBitmap: 3 = 90 degrees counter-clockwise (lands
 # A page PDFium has not finished in this time is abandoned (a hostile or pathological page must not hang
 # the converter). Ordinary pages take 5-40 ms.
 PAGE_RENDER_SECONDS = 30.0
+FOLD_BELOW_DPI = 150
 READ_AHEAD = 2  # rendered pages waiting for the caller: bounds memory at a few rasters
 _PAUSE_CALLBACK = dict(pdfium_c.IFSDK_PAUSE._fields_)["NeedToPauseNow"]
 
@@ -109,8 +110,11 @@ class PdfDocument:
             rotate = ROTATE_CCW if width_pt > height_pt else 0
             if rotate:
                 width_pt, height_pt = height_pt, width_pt
-            rows = page_rows(choose_paper(paper, width_pt, height_pt), y_dpi)
-            place = fit(width_pt / 72, height_pt / 72, rows, y_dpi, enlarge=False)
+            # Standard resolution is rendered at twice the rows and folded (see _fold_rows): an aliased
+            # render at 98 lpi drops hairlines that fall between row centres.
+            fold = 2 if y_dpi < FOLD_BELOW_DPI else 1
+            rows = page_rows(choose_paper(paper, width_pt, height_pt), y_dpi) * fold
+            place = fit(width_pt / 72, height_pt / 72, rows, y_dpi * fold, enlarge=False)
             canvas = np.full((rows, FAX_WIDTH), 255, dtype=np.uint8)
             bitmap = pdfium_c.FPDFBitmap_CreateEx(
                 FAX_WIDTH, rows, pdfium_c.FPDFBitmap_Gray,
@@ -122,9 +126,18 @@ class PdfDocument:
                 _render_with_deadline(bitmap, page, place, rotate, index)
             finally:
                 pdfium_c.FPDFBitmap_Destroy(bitmap)
-            return canvas
+            return _fold_rows(canvas) if fold == 2 else canvas
         finally:
             page.close()
+
+
+def _fold_rows(grey: np.ndarray) -> np.ndarray:
+    """Pairs of rows -> one: the darker sample where either is dark (ink: lines and text strokes survive),
+    else their mean (tones keep their level)."""
+    top, bottom = grey[0::2], grey[1::2]
+    darker = np.minimum(top, bottom)
+    mean = ((top.astype(np.uint16) + bottom) >> 1).astype(np.uint8)
+    return np.where(darker < 128, darker, mean)
 
 
 def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:

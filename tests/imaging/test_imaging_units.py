@@ -97,7 +97,8 @@ def test_preview_keeps_physical_aspect():
 
 
 def test_peak_memory_does_not_grow_with_page_count(helpers):
-    """Pages stream: converting 24 pages peaks no higher than converting 3 (numpy buffers are traced)."""
+    """Pages stream: converting 30 pages peaks no higher than converting 6 (numpy buffers are traced; both
+    are long enough to fill the renderer's read-ahead queue)."""
 
     def peak(pages: int) -> int:
         data = helpers.pdf_bytes([(letter, helpers.draw_mixed)] * pages)
@@ -109,8 +110,8 @@ def test_peak_memory_does_not_grow_with_page_count(helpers):
         tracemalloc.stop()
         return top
 
-    few, many = peak(3), peak(24)
-    assert many < few * 1.3, (few, many)
+    few, many = peak(6), peak(30)
+    assert many < few * 1.5, (few, many)  # holding every page would make it about 5x
 
 
 def test_page_preview_picks_one_page():
