@@ -227,3 +227,20 @@ def test_ghostscript_fax_tiff_passes_through(tmp_path, letter_pdf):
         for index, page in enumerate(pages):
             image.seek(index)
             assert page.y_dpi == 98 and np.array_equal(page.pixels, ~np.asarray(image))
+
+
+@pytest.mark.parametrize("resolution", ["standard", "fine"])
+def test_hairlines_survive_at_every_resolution(helpers, resolution):
+    def hairlines(c, w, h):
+        c.setLineWidth(0.25)
+        for k in range(20):
+            y = 100 + k * 30.37  # phases against the row grid vary from line to line
+            c.line(72, y, w - 72, y)
+
+    page = next(convert(helpers.pdf_bytes([(letter, hairlines)]), resolution=resolution, bilevel="text"))
+    covered = page.pixels[:, 250:1450].any(axis=0).mean()  # columns along the lines hit by some row
+    lines = [run for run in np.split(np.flatnonzero(page.pixels[:, 800]), 1 + np.flatnonzero(
+        np.diff(np.flatnonzero(page.pixels[:, 800])) > 1)) if run.size]
+    assert covered == 1.0 and len(lines) == 20
+    for run in lines:  # every line is solid along its length, not dashed
+        assert page.pixels[run[0] : run[-1] + 1, 250:1450].any(axis=0).all()
