@@ -230,13 +230,12 @@ class _TwoD:
         if coded_rows is not None:  # MR: the 1-D rows are run-length coded from the same entries
             self.one_d = _OneDEntries(colc, start, counts, np.flatnonzero(~coded_rows) + 1)
         a1 = colc[cur]
-        first = np.zeros(n, dtype=bool)
-        first[row_first] = True
-        a0 = np.where(first, _I(-1), col[prev])  # previous entry's column
+        a0 = col[prev].copy()  # previous entry's column
+        a0[row_first] = -1
         # rank: number of mask entries before (reference row, a1) = reference changes left of a1
         pos = flat[cur] - _I(wp)
         wi = pos >> 6
-        m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63]).astype(_I)
+        m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63])
         # j0 = first reference entry > a0 = rank(a0) + [reference has a change at a0]
         j0 = np.empty(n, dtype=_I)
         j0[1:] = m[:-1]
@@ -251,17 +250,21 @@ class _TwoD:
         npass = np.maximum(m - j, 0) >> 1
         jb1 = j + 2 * npass
         d = a1 - colc[jb1]
-        horiz = (d > 3) | (d < -3)
-        g = first.copy()
-        g[1:] |= ~horiz[:-1]
+        ad = np.abs(d)
+        g = np.empty(n, dtype=bool)  # a new run of horizontal candidates may start here
+        np.less_equal(ad[:-1], 3, out=g[1:])
+        g[row_first] = True
         idx = np.arange(n, dtype=_I)
         s = np.maximum.accumulate(np.where(g, idx, _I(0)))
-        valid = (((idx - s) & 1) == 0) & (a0 < width)
+        valid = ((idx ^ s) & 1) == 0
+        valid[row_first[1:] - 1] = False  # the last two sentinels of each row are never a1
+        valid[row_first[1:] - 2] = False
+        valid[n - 2 :] = False
         if coded_rows is not None:
             valid &= np.repeat(coded_rows, row_counts)
         st = np.flatnonzero(valid)
         npass = npass[st]
-        hs = np.flatnonzero(horiz[st])
+        hs = np.flatnonzero(ad[st] > 3)
         self.hs = hs
         sth = st[hs]
         colour = (sth - row_first[np.searchsorted(row_first, sth, side="right") - 1]) & 1  # k & 1
@@ -286,7 +289,7 @@ class _TwoD:
         self.npass = npass
         bits[hs] += self.r1[1] + self.r2[1]
         self.bits = bits
-        self.first = np.flatnonzero(first[st])
+        self.first = np.searchsorted(st, row_first if coded_rows is None else row_first[coded_rows])
         self.counts = np.diff(np.append(self.first, st.size))
         self.rows = np.arange(rows) if coded_rows is None else np.flatnonzero(coded_rows)  # coded band rows
         self.row_bits = np.add.reduceat(bits, self.first, dtype=np.int64) if st.size else np.zeros(0, np.int64)
