@@ -1550,9 +1550,12 @@ async def open_call_phy(call: SipCall, clock: Any, *, calling: bool, pacing: boo
     call.on_media_change(moved)
 
     def ended(fut: asyncio.Future[CallEnd]) -> None:
-        # A receiver hangs up right after our DCN; give T.30 a moment to finish phase E on its own.
-        if not fut.cancelled() and fut.result().by == "remote":
-            asyncio.get_running_loop().call_later(bye_grace, lambda: asyncio.ensure_future(phy.hangup()))
+        # A receiver hangs up right after our DCN: give T.30 a moment to finish phase E on its own.
+        # Ended here (silence watchdog, switch timer): stop the PHY now.
+        if fut.cancelled():
+            return
+        delay = bye_grace if fut.result().by == "remote" else 0.0
+        asyncio.get_running_loop().call_later(delay, lambda: asyncio.ensure_future(phy.hangup()))
 
     call.ended.add_done_callback(ended)
     if watch_media:

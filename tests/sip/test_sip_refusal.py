@@ -95,3 +95,39 @@ async def test_declined_image_line_in_a_200(endpoints):
         assert info.value.error_code == "t38_refused"
     finally:
         uas.close()
+
+
+IMAGE_ANSWER = (
+    "v=0\r\no=raw 1 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=image 40002 udptl t38\r\na=T38FaxVersion:0\r\na=T38FaxRateManagement:transferredTCF\r\n"
+    "a=T38FaxMaxDatagram:400\r\na=T38FaxUdpEC:t38UDPRedundancy\r\n")
+
+
+async def test_far_end_silent_after_t38_is_ended_by_the_timer(endpoints):
+    """T.38 is agreed but the far end never sends a packet: the media timer hangs up (BYE), T.30 stops."""
+    from engine.clock import MonotonicClock
+    from engine.t30 import T30Config, T30Session
+    from t38.sip import open_call_phy
+
+    uas = ScriptedUas(lambda req: (200, "OK", IMAGE_ANSWER))
+    try:
+        ep = await endpoints(SipConfig(port=0, trunks=(direct_trunk(uas.port, t38_request_as_caller=0.0),)))
+        call = await ep.call("2002", "peer")
+        clock = MonotonicClock()
+        phy = await open_call_phy(call, clock, calling=True, pacing=False, watch_media=1.0)
+        started = time.monotonic()
+        import numpy as np
+
+        from imaging.page import FaxPage
+        page = FaxPage(pixels=np.zeros((50, 1728), dtype=bool), y_dpi=98)
+        result = await asyncio.wait_for(T30Session(phy, clock, T30Config(), send_pages=[page], calling=True).run(),
+                                        15)
+        assert time.monotonic() - started < 10          # not T1's 35 s: the media timer ended it
+        assert not result.success, result
+        assert call.failure.error_code == "media_timeout"
+        end = await asyncio.wait_for(call.ended, 5)
+        assert end.by == "local"
+        await asyncio.sleep(0.2)
+        assert any(t.startswith("BYE ") for t in uas.received)
+    finally:
+        uas.close()
