@@ -46,7 +46,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 async def test_hw_send_receive(name, modems, ecm, record_property):
     setup = await start_rig()
     try:
-        pages = make_pages(2)
+        pages = make_pages(2, rows=300 if VIRTUAL else 600)
         send_cfg = T30Config(ident="+1 555 0101", ecm=ecm, modems=modems)
         recv_cfg = T30Config(ident="+1 555 0202", ecm=ecm, modems=modems)
         sent, received, got = await transfer(setup, pages, send_cfg, recv_cfg)

@@ -14,6 +14,7 @@ from modem_interop import ScaledClock, make_page  # noqa: E402
 
 from engine.t30 import T30Config, T30Session  # noqa: E402
 from modem import spandsp  # noqa: E402
+from modem.at import ModemError  # noqa: E402
 from modem.call import connect_class1, failure_result, finish_result, parse_spec  # noqa: E402
 from modem.dial import DialFailure  # noqa: E402
 
@@ -45,14 +46,19 @@ async def test_dial_failures_become_result_records(answer, code):
 
 @pytest.mark.timeout(30)
 async def test_modem_answering_garbage_then_nothing_gives_modem_error():
+    from modem.dial import ModemLine
+
     fake = FakeModem()
+    line = ModemLine(fake.path, atz_timeout=0.3, at_timeout=0.2)
+    await line.open()
     try:
         fake.handlers.update({"AT": ["\x01\x02garbage"], "ATZ": "silent"})
-        with pytest.raises(Exception) as info:
-            await connect_class1(fake.path, number="5551234")
+        with pytest.raises(ModemError) as info:
+            await line.reset()
         r = failure_result(info.value, "send")
-        assert r.error_code in ("modem_error", "modem_down") and not r.success
+        assert r.error_code == "modem_error" and not r.success and "reset ladder" in r.error_message
     finally:
+        await line.close()
         fake.close()
 
 

@@ -39,7 +39,7 @@ async def cli(*args: str, timeout: float = 90) -> tuple[int, dict | None, str]:
 async def test_cli_send_via_class1(tmp_path):
     from modem.rig import Rig
 
-    page = make_page(rows=150, seed=61)
+    page = make_page(rows=60, seed=61)
     src = tmp_path / "doc.tif"
     write_tiff_f(str(src), [page])
     rig = Rig("answer", output_dir=str(tmp_path), answer_delay=0.3, dial_results={"5550000": "busy"})
