@@ -47,5 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     except ModuleNotFoundError as exc:
         if exc.name not in ("modem.rig", "modem.rig.commands"):
             raise
+    except OSError as exc:          # libspandsp missing: the rest of the CLI must still work
+        p.epilog = f"(faxengine rig unavailable: {exc})"
     else:
         rig.register(sub)

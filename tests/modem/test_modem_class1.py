@@ -276,3 +276,75 @@ def test_hdlc_decoder_flags_corrupted_frame():
     wire[10] ^= 0x04
     out = class1_hdlc.Decoder().feed(bytes(wire))
     assert out and not any(ok for _, ok in out)
+
+
+class _RecordingClock:
+    def __init__(self):
+        from engine.clock import MonotonicClock
+        self._c = MonotonicClock()
+        self.sleeps = []
+
+    def now(self):
+        return self._c.now()
+
+    async def sleep(self, seconds):
+        self.sleeps.append(seconds)
+        await self._c.sleep(seconds)
+
+
+async def test_tm_connect_delay_quirk_waits_before_data():
+    fake = FakeModem()
+    ch = ATChannel(fake.path)
+    await ch.open()
+    try:
+        clock = _RecordingClock()
+        phy = Class1Phy(ch, clock=clock, quirks=Quirks(tm_connect_delay=0.4))
+        await phy.send_image(Modulation.V17_14400, bytes(100), long_training=True)
+        assert 0.4 in clock.sleeps and fake.images_from_dte == [(145, bytes(100))]
+        clock.sleeps.clear()
+        await Class1Phy(ch, clock=clock, quirks=Quirks()).send_image(Modulation.V29_9600, bytes(10))
+        assert 0.4 not in clock.sleeps
+    finally:
+        await ch.close()
+        fake.close()
+
+
+async def test_missing_fcs_firmware_quirk():
+    """Old firmware passes frames without FCS (fcs_bytes=0): nothing is stripped."""
+    fake = FakeModem()
+    ch = ATChannel(fake.path)
+    await ch.open()
+    try:
+        fake.hdlc_to_dte.append(("raw", b"\r\nCONNECT\r\n\xff\x13\x84\x10\x03\r\nOK\r\n"))
+        frame = await Class1Phy(ch, quirks=Quirks(fcs_bytes=0)).receive_hdlc(3)
+        assert frame.data == CFR and frame.fcs_ok
+    finally:
+        await ch.close()
+        fake.close()
+
+
+async def test_validate_v21_quirk_catches_modem_saying_ok_on_bad_frame():
+    fake = FakeModem()
+    ch = ATChannel(fake.path)
+    await ch.open()
+    try:
+        fake.hdlc_to_dte.append(("raw", b"\r\nCONNECT\r\n\xff\x13\x84\x00\x00\x10\x03\r\nOK\r\n"))
+        frame = await Class1Phy(ch, quirks=Quirks(validate_v21=True)).receive_hdlc(3)
+        assert frame.data == CFR and not frame.fcs_ok
+    finally:
+        await ch.close()
+        fake.close()
+
+
+async def test_bit_reversed_firmware_frames_are_flipped():
+    fake = FakeModem()
+    ch = ATChannel(fake.path)
+    await ch.open()
+    try:
+        rev = bytes(int(f"{b:08b}"[::-1], 2) for b in CFR)      # FF C8 21
+        fake.hdlc_to_dte.append(("raw", b"\r\nCONNECT\r\n" + rev + fcs(CFR) + b"\x10\x03\r\nOK\r\n"))
+        frame = await Class1Phy(ch).receive_hdlc(3)
+        assert frame.data == CFR
+    finally:
+        await ch.close()
+        fake.close()
