@@ -131,3 +131,31 @@ async def test_run_modem_call_class1_send_through_rig(tmp_path):
     finally:
         await rig.stop()
     assert r.success and r.pages_sent == 1, r
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed")
+async def test_run_modem_call_class1_receive_after_two_rings(tmp_path):
+    from imaging.tiff_f import write_tiff_f
+    from modem.call import run_modem_call
+    from modem.rig import Rig
+
+    page = make_page(rows=120, seed=81)
+    tx = tmp_path / "tx.tif"
+    write_tiff_f(str(tx), [page])
+    rig = Rig("call", tx_tiff=str(tx), speed=6.0, call_delay=0.3, ring_interval=1.0)
+    paths = await rig.start()
+    clock = ScaledClock(6.0)
+    got = []
+    try:
+        cfg = T30Config(ident="+1 555 0707")
+        r = await run_modem_call(f"class1:{paths['modem']}", role="receive", rings=2, ring_timeout=60,
+                                 on_page=lambda p, n: got.append(p), clock=clock,
+                                 session_factory=lambda phy, clk, **kw: T30Session(phy, clk, cfg, **kw))
+        far = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await rig.stop()
+    assert r.success and r.pages_received == 1, r
+    assert far["ok"] and far["stats"]["remote_ident"] == "+1 555 0707", far
+    assert (got[0].pixels[:page.rows] == page.pixels).all()
