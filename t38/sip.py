@@ -218,7 +218,7 @@ class _SippyThread:
 
     @staticmethod
     def post(fn: Callable[..., Any], *args: Any) -> None:
-        ED2.callFromThread(fn, *args)
+        ED2.callFromThread(_guarded, fn, args)
 
     async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run ``fn`` on the sippy thread and await its result."""
@@ -235,6 +235,14 @@ class _SippyThread:
 
         ED2.callFromThread(job)
         return await fut
+
+
+def _guarded(fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Run a command on the sippy thread; a bug in it is logged with its traceback, not lost."""
+    try:
+        fn(*args)
+    except Exception:
+        log.exception("SIP command %s failed", getattr(fn, "__qualname__", fn))
 
 
 def _settle(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -614,7 +622,6 @@ class _CallCore:
         event.setup = setup
         ua.recvEvent(event)
         self.call_id = str(ua.cId)
-        ua.no_reply_time = None
         self.side.calls[self.call_id] = self
 
     # -- inbound
@@ -928,7 +935,7 @@ class _Registration:
         code, reason = resp.getSCode()
         if code < 200:
             return
-        if self.last_expires == 0:
+        if self.last_expires == 0 and not (code in (401, 407) and self.auth_tries < 2):
             self.publish("unregistered", code, reason)
             return
         if 200 <= code < 300:
@@ -1361,8 +1368,9 @@ class SipEndpoint:
             await asyncio.wait([asyncio.ensure_future(asyncio.shield(c.ended)) for c in calls], timeout=3)
         for call in calls:
             call._close_media()
-        if any(r.state == "registered" for r in self._side.registrations.values()):
-            await asyncio.sleep(0.2)   # let the un-REGISTER go out
+        for name in [n for n, r in self._registrations.items() if r.state == "registered"]:
+            with contextlib.suppress(TimeoutError):   # the un-REGISTER's answer, briefly
+                await self.wait_registration(name, 2.0, states=("unregistered", "failed"))
         await thread.run(self._side.shutdown)
 
     async def __aenter__(self) -> SipEndpoint:

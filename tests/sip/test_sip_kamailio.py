@@ -154,6 +154,13 @@ async def test_register_refresh_and_wrong_password(endpoints, kamailio):
     assert now.changed_at < first_expiry, "refreshed before the first registration ran out"
     table = ep.registration_state()
     assert set(table) == {"kam", "kam-bad"} and table["kam"].to_dict()["state"] == "registered"
+    # closing un-REGISTERs (Expires: 0, digest again): Kamailio no longer finds 1001
+    other = await endpoints(SipConfig(port=0, trunks=(kam_trunk(kamailio, "2002", "hunter2"),)))
+    assert (await other.wait_registration("kam", 10)).state == "registered"
+    await ep.close()
+    with pytest.raises(CallFailure) as info:
+        await other.call("1001", "kam", caller="2002")
+    assert info.value.error_code == "not_found"
 
 
 async def test_call_routed_by_number_through_kamailio_switches_to_t38(endpoints, kamailio):
