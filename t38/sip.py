@@ -671,6 +671,11 @@ class _CallCore:
 
     def adopt(self, plan: AnswerPlan) -> None:
         if plan.mode == "t38" and plan.t38 is not None:
+            if plan.t38.remote_address[0] in ("0.0.0.0", "::") and self.t38_session is not None:
+                # an old-style hold (c=0.0.0.0) during T.38: keep sending where we did
+                log.info("call %s: re-INVITE with c=%s during T.38; keeping the UDPTL peer %s:%d", self.call_id,
+                         plan.t38.remote_address[0], *self.t38_session.remote_address)
+                plan.t38 = dataclasses.replace(plan.t38, remote_address=self.t38_session.remote_address)
             changed = self.t38_session is None or self.t38_session.remote_address != plan.t38.remote_address
             self.mode = "t38"
             self.t38_session = plan.t38

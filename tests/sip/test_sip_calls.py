@@ -192,8 +192,14 @@ async def test_session_refresh_during_t38_keeps_the_t38_sdp(endpoints, raw_uac_f
     # 3. re-INVITE without SDP: we offer our current (T.38) SDP
     resp = await asyncio.to_thread(uac.request, "INVITE", ruri, "")
     assert status_of(resp) == 200 and body_of(resp) == first
+    # 3b. an old-style hold (c=0.0.0.0) does not send our UDPTL to 0.0.0.0
+    hold = IMAGE_SDP.format(port=port, version=3).replace("c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0")
+    resp = await asyncio.to_thread(uac.request, "INVITE", ruri, hold)
+    assert status_of(resp) == 200 and body_of(resp) == first
+    await asyncio.sleep(0.1)
+    assert not moved
     # 4. the far end moves its UDPTL port: the engine hears about it
-    resp = await asyncio.to_thread(uac.request, "INVITE", ruri, IMAGE_SDP.format(port=port + 1, version=3))
+    resp = await asyncio.to_thread(uac.request, "INVITE", ruri, IMAGE_SDP.format(port=port + 1, version=4))
     assert status_of(resp) == 200 and body_of(resp) == first
     await asyncio.sleep(0.1)
     assert moved and moved[-1].remote_address == ("127.0.0.1", port + 1)

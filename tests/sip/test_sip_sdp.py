@@ -162,3 +162,8 @@ def test_local_sdp_version_bumps_only_on_change():
     assert SessionDescription.parse(second).origin_version() == SessionDescription.parse(first).origin_version() + 1
     # a proposal that was never committed (e.g. answered 491) does not move the version
     assert local.propose([image_line(7000, offer_declaration(T38Params()))]) == second
+
+
+def test_asterisk_style_audio_0_plus_image_reinvite():
+    plan = answer(sdp("m=audio 0 RTP/AVP 0\r\n", image()))
+    assert [(m.media, m.port) for m in plan.media] == [("audio", 0), ("image", 7000)] and plan.mode == "t38"
