@@ -70,9 +70,11 @@ def encode(
     MH/MR: EOL (+ MR tag bit) before each row; `byte_align` puts fill before each EOL so it ends
     on a byte boundary (TIFF T4Options bit 2); `min_row_bits` zero-fills before the EOL so every
     coded line (data + fill + EOL, + tag bit in MR) has at least that many bits; `rtc` appends
-    RTC. MR codes every `k`-th row one-dimensionally (k=2 standard, 4 fine). MMR: `rtc` appends
-    EOFB; `k`, `byte_align` and `min_row_bits` do not apply (MMR is ECM-only). `eol=False` is
-    not supported for MH/MR (the TIFF "no EOL" form is not needed on the line).
+    RTC, then one zero byte (spandsp's receiver only recognises an EOL once another bit has
+    arrived; zeros after RTC are harmless). MR codes every `k`-th row one-dimensionally (k=2
+    standard, 4 fine). MMR: `rtc` appends EOFB (and the zero byte); `k`, `byte_align` and
+    `min_row_bits` do not apply (MMR is ECM-only). `eol=False` is not supported for MH/MR (the
+    TIFF "no EOL" form is not needed on the line).
     """
     compression = Compression(compression)
     arr = _check_pixels(pixels)

@@ -380,6 +380,7 @@ def encode_page(
             words.add(np.array([pos + EOL_LEN]), 1)
         words.add(pos + step * np.arange(1, count + 1), value)
         pos += count * step
+        pos = (pos + 7) // 8 * 8 + 8  # a zero byte after RTC/EOFB: spandsp sees an EOL only once a bit follows it
     elif fill.size:
         pos -= int(fill[-1])  # no EOL follows the last row: its fill would be pointless
     return words.pack(pos)
