@@ -28,7 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", help="document to send; a TIFF-F is sent pixel for pixel when the far end takes it")
     p.add_argument("--to", required=True, metavar="NUMBER", help="destination number (recorded; routing is --via)")
     p.add_argument("--via", required=True,
-                   help="line: udptl:HOST:PORT (bare T.38/UDPTL), class1:PORT, class2:PORT or class2.0:PORT (modem)")
+                   help="line: udptl:HOST:PORT (bare T.38/UDPTL), class1:PORT, class2:PORT or class2.0:PORT (modem), "
+                        "sip:NUMBER@TRUNK or sip:NUMBER@HOST[:PORT] (SIP + T.38; trunks from $FAXENGINE_SIP_CONFIG)")
     p.add_argument("--local-port", type=int, default=0, metavar="P", help="our UDP port (default: any)")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="auto",
                    help="page resolution (auto: a TIFF's own, else fine)")
@@ -37,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("receive", help="wait for one fax and write its pages as TIFF-F and PDF")
     p.add_argument("--via", required=True,
-                   help="line: udptl:LOCAL_PORT[@HOST:PORT], class1:PORT, class2:PORT or class2.0:PORT (modem)")
+                   help="line: udptl:LOCAL_PORT[@HOST:PORT], class1:PORT, class2:PORT or class2.0:PORT (modem), "
+                        "sip:[DID]@TRUNK or sip:[DID]@HOST:PORT (SIP + T.38: wait for a call)")
     p.add_argument("--rings", type=int, default=1, metavar="N", help="modem lines: answer on the N-th RING")
     p.add_argument("--out", required=True, metavar="DIR", help="directory for fax.tif and fax.pdf")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
