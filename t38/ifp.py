@@ -151,13 +151,13 @@ class _BitReader:
         self.pos = 0  # bit position
 
     def get(self, nbits: int) -> int:
-        if self.pos + nbits > len(self.data) * 8:
+        end = self.pos + nbits
+        if end > len(self.data) * 8:
             raise IfpError("IFP packet truncated")
-        value = 0
-        for _ in range(nbits):
-            byte = self.data[self.pos >> 3]
-            value = (value << 1) | ((byte >> (7 - (self.pos & 7))) & 1)
-            self.pos += 1
+        last = (end + 7) >> 3
+        chunk = int.from_bytes(self.data[self.pos >> 3:last], "big")
+        value = (chunk >> (8 * last - end)) & ((1 << nbits) - 1)
+        self.pos = end
         return value
 
     def align(self, strict: bool) -> None:

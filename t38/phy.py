@@ -532,20 +532,13 @@ class T38Phy(Phy):
             self.transport.close()
 
 
+_LSB_FIRST_BITS = [format(i, "08b")[::-1] for i in range(256)]
+
+
 def _stuffing_bits(frame: bytes) -> int:
-    """Zero bits HDLC inserts after five ones (frame bits LSB first on the line)."""
-    ones = stuffed = 0
-    for byte in frame:
-        for _ in range(8):
-            if byte & 1:
-                ones += 1
-                if ones == 5:
-                    stuffed += 1
-                    ones = 0
-            else:
-                ones = 0
-            byte >>= 1
-    return stuffed
+    """Zero bits HDLC inserts after every five consecutive ones (bits go LSB first on the line)."""
+    bits = "".join([_LSB_FIRST_BITS[b] for b in frame])
+    return sum(len(run) // 5 for run in bits.split("0"))
 
 
 async def open_t38_udptl(clock: Clock, options: T38PhyOptions, *, local: tuple[str, int] = ("127.0.0.1", 0),
