@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -533,12 +534,13 @@ class T38Phy(Phy):
 
 
 _LSB_FIRST_BITS = [format(i, "08b")[::-1] for i in range(256)]
+_FIVE_ONES = re.compile("1{5,}")
 
 
 def _stuffing_bits(frame: bytes) -> int:
     """Zero bits HDLC inserts after every five consecutive ones (bits go LSB first on the line)."""
     bits = "".join([_LSB_FIRST_BITS[b] for b in frame])
-    return sum(len(run) // 5 for run in bits.split("0"))
+    return sum(len(run) // 5 for run in _FIVE_ONES.findall(bits))
 
 
 async def open_t38_udptl(clock: Clock, options: T38PhyOptions, *, local: tuple[str, int] = ("127.0.0.1", 0),

@@ -400,3 +400,10 @@ def test_caller_repeats_cng_until_it_hears_something():
     frame, cngs, total = asyncio.run(main())
     assert frame is None and cngs == [0.0, 3.5, 7.0]
     assert total == 3                                     # nothing more once the far end is heard
+
+
+def test_hdlc_stuffing_count():
+    from t38.phy import _stuffing_bits
+    assert _stuffing_bits(b"\xff") == 1 and _stuffing_bits(b"\xff\xff") == 3
+    assert _stuffing_bits(b"\x1f\x00") == 1 and _stuffing_bits(b"\x0f\x01") == 1 and _stuffing_bits(b"\x00\x7e") == 1
+    assert _stuffing_bits(b"\x55" * 10) == 0
