@@ -1348,6 +1348,7 @@ class SipEndpoint:
         self._registrations: dict[str, RegistrationState] = {
             t.name: RegistrationState(t.name, "unregistered") for t in config.trunks if t.register}
         self._reg_waiters: list[asyncio.Future[None]] = []
+        self._route_tasks: set[asyncio.Future[Any]] = set()
         self.address: tuple[str, int] = ("", 0)
         self.started = False
         self.stats = {"incoming": 0, "rejected_unknown_did": 0, "rejected_busy": 0, "outgoing": 0}
@@ -1366,6 +1367,8 @@ class SipEndpoint:
         if not self.started:
             return
         self.started = False
+        for task in list(self._route_tasks):
+            task.cancel()
         thread = _SippyThread.get()
         await thread.run(self._side.stop)
         calls = list(self._calls.values())
@@ -1484,7 +1487,9 @@ class SipEndpoint:
         call.number, call.caller, call.caller_name = did, caller, caller_name
         self._calls[core] = call
         self.stats["incoming"] += 1
-        asyncio.ensure_future(self._route(call))
+        task = asyncio.ensure_future(self._route(call))
+        self._route_tasks.add(task)
+        task.add_done_callback(self._route_tasks.discard)
 
     async def _route(self, call: SipCall) -> None:
         core = call._core
