@@ -55,7 +55,8 @@ def test_cli_send_to_cli_receive(tmp_path, who_knows_whom, pacing):
     if pacing and who_knows_whom == "receiver-knows-sender":
         pytest.skip("one real-time call is enough")
     src = tmp_path / "doc.tif"
-    pages = make_fax_tiff(src, pages=2, height=500)
+    dpi = (204, 98) if who_knows_whom == "receiver-knows-sender" else (204, 196)   # standard and fine TIFF-F
+    pages = make_fax_tiff(src, pages=2, height=500, dpi=dpi)
     rx_port, tx_port = free_port(), free_port()
     extra = [] if pacing else ["--no-pacing"]
     via_rx = f"udptl:{rx_port}" if who_knows_whom == "receiver-learns" else f"udptl:{rx_port}@127.0.0.1:{tx_port}"
@@ -70,6 +71,7 @@ def test_cli_send_to_cli_receive(tmp_path, who_knows_whom, pacing):
     assert "phase C" in err_tx and "page 2" in err_tx                 # live progress on stderr
     assert tx["pages_sent"] == 2 and rx["pages_received"] == 2
     assert rx["remote_ident"] == "+1 555 0100" and tx["remote_ident"] == "RECEIVER"
+    assert rx["resolution"] == ("standard" if dpi[1] == 98 else "fine")
     tif, pdf = rx["pages"]
     assert Path(pdf).read_bytes().startswith(b"%PDF")
     got = read_fax_pages(tif)
