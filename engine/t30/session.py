@@ -291,15 +291,11 @@ class T30Session:
             else:  # RTN / PIN: retrain (one step slower) and send the page again
                 retrains_for_page += 1
                 if retrains_for_page >= self.config.max_page_retrains:
-                    raise self._fail("page_rejected", f"page {index + 1} rejected by the remote (RTN) "
-                                                      f"{retrains_for_page} times")
+                    raise self._fail("page_rejected", f"page {index + 1} rejected by the remote "
+                                                      f"({fcf.NAMES[answer]}) {retrains_for_page} times")
                 if self._speed_index + 1 < len(self._modulations):
                     self._speed_index += 1
-                if ppm == fcf.EOM:
-                    self._set_phase("B")
-                    remote = await self._await_dis()
-                    self._choose_session_params(remote, keep_speed=True)
-                need_training = True
+                need_training = True          # back to DCS/TCF (no new DIS, even after EOM)
         self._set_phase("E")
         await self._send(fcf.DCN)
 

@@ -235,3 +235,23 @@ def test_failing_page_callback_ends_the_call_cleanly():
     tx, rx = run_virtual(main())
     assert not rx.success and rx.error_code == "internal_error" and "disk full" in rx.error_message
     assert not tx.success and tx.error_phase == "D"
+
+
+def test_rtn_after_eom_retrains_without_new_dis():
+    """Page 1 (standard, then EOM) is damaged: RTN, DCS/TCF again, page 1 again, then page 2 (fine)."""
+    state = {"carriers": 0}
+
+    def impair(ev):
+        if ev[0] == "carrier" and ev[1] == "image":
+            state["carriers"] += 1
+        if ev[0] == "data" and state["carriers"] == 2:
+            return [("data", bytes(b ^ 0x24 if i % 8 == 0 else b for i, b in enumerate(ev[1])), ev[2])]
+        return [ev]
+    pages = [make_page(30, rows=300, y_dpi=98), make_page(31, rows=100, y_dpi=196)]
+    tx, rx, received, _, a, b, _ = run_virtual(talk(pages, T30Config(ecm=False), T30Config(ecm=False),
+                                                    impair=impair))
+    assert tx.success and rx.success, (tx.error_message, rx.error_message)
+    assert [f[2] & 0xFE for f in a.sent_frames() if f[2] & 0xFE in (0x8E, 0x2E)] == [0x8E, 0x8E, 0x2E]
+    assert [f[2] for f in b.sent_frames()].count(0x4C) == 1                  # one RTN
+    assert [p.y_dpi for p, _ in received] == [98, 196]
+    assert all(np.array_equal(g.pixels, w.pixels) for (g, _), w in zip(received, pages, strict=True))
