@@ -185,7 +185,10 @@ class Capabilities:
             return std
         if resolution == "fine":
             return fine
-        return fine // 2 if self.half_scan_time_superfine else fine
+        if not self.half_scan_time_superfine:
+            return fine
+        half = fine / 2      # rounded up to a time a DCS can express (5 ms at the least)
+        return min(t for t in (0, 5, 10, 20, 40) if t >= half)
 
 
 @dataclass

@@ -100,6 +100,10 @@ def test_min_scan_time_including_half_at_fine():
     assert [caps(c).scan_time_ms("fine") for c in range(8)] == [20, 5, 10, 10, 40, 20, 5, 0]
     assert caps(4, half=True).scan_time_ms("superfine") == 20
     assert caps(4).scan_time_ms("superfine") == 40
+    assert [caps(c, half=True).scan_time_ms("superfine") for c in range(8)] == [10, 5, 5, 5, 20, 10, 5, 0]
+    for c in range(8):       # every value is one a DCS can carry
+        for res in ("standard", "fine", "superfine"):
+            assert caps(c, half=True).scan_time_ms(res) in dis.SCAN_TIME_DCS_CODE
 
 
 def test_ident_reversed_and_padded():
