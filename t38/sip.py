@@ -15,8 +15,21 @@ Engine use::
     await ep.start()
     call = await ep.call("2002", "carrier")        # raises CallFailure (busy, no answer, ...)
     media = await call.t38_ready                   # raises CallFailure ("remote refused T.38", ...)
-    ... T38Phy(media.sock, media.remote_address, media.params) + T30Session ...
-    await call.hangup()
+    phy = await open_call_phy(call, clock, calling=True)   # T38Phy on the negotiated UDPTL socket
+    result = await T30Session(phy, clock, config, send_pages=pages, calling=True).run()
+    await call.hangup()                            # BYE as soon as T.30 ends
+
+Inbound: ``router(did, caller, trunk)`` (sync or async) returns the owning account or None
+(-> 404 and a log line); the call is then answered and ``on_incoming(call)`` runs with
+``call.account``/``call.number``/``call.caller`` set (open a receiving PHY there, run T.30,
+record the fax, hang up).  ``SipEndpoint.registration_state()`` gives every registering trunk's
+:class:`RegistrationState` for the CLI and the API's health output.  Failures are
+:class:`CallFailure` with SessionResult-style ``error_code``/``error_message`` (``to_result``).
+
+What sippy 2.5 lacks and this module adds or works around: SIP over TCP (:class:`_TcpServer`),
+answers to body-less re-INVITEs (sippy fakes a hold), state after a failed re-INVITE (sippy drops
+its local SDP), digest for REGISTER with refresh before expiry (:class:`_Registration`), its 400
+path for malformed messages (raises TypeError), and the dispatcher's cross-thread wake-up.
 """
 
 from __future__ import annotations
