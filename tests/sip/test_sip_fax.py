@@ -64,14 +64,21 @@ async def test_fax_over_sip_t38_between_two_endpoints(endpoints, who, ecm):
     assert ep_a.active_calls() == 0 and ep_b.active_calls() == 0
 
 
-async def test_bye_mid_fax_ends_the_receivers_session(endpoints):
-    """The sender's side hangs up during phase B/C: the receiver's T.30 stops at once, the call is gone."""
+async def test_bye_mid_page_ends_the_receivers_session(endpoints):
+    """The sender's side hangs up (BYE) while a page is being received: the receiver's T.30 stops,
+    its result says why, and the call is gone on both sides."""
     clock = MonotonicClock()
     rx_results: asyncio.Queue = asyncio.Queue()
+    in_page = asyncio.Event()
+
+    def rx_progress(info: dict) -> None:
+        if info.get("phase") == "C":
+            in_page.set()
 
     async def receive(call: SipCall) -> None:
-        phy = await open_call_phy(call, clock, calling=False, pacing=False)
-        result = await T30Session(phy, clock, T30Config(ident="RECEIVER"), calling=False).run()
+        phy = await open_call_phy(call, clock, calling=False, pacing=True, bye_grace=0.5)
+        result = await T30Session(phy, clock, T30Config(ident="RECEIVER", ecm=False), calling=False,
+                                  progress=rx_progress).run()
         await call.hangup()
         await rx_results.put(result)
 
@@ -81,12 +88,14 @@ async def test_bye_mid_fax_ends_the_receivers_session(endpoints):
     ep_a = await endpoints(SipConfig(port=0, trunks=(direct_trunk(ep_b.address[1], t38_request_as_caller=0.0),)))
     call = await ep_a.call("2002", "peer")
     phy = await open_call_phy(call, clock, calling=True, pacing=True)
-    session = T30Session(phy, clock, T30Config(ident="SENDER"), send_pages=[make_page(3, rows=2000)], calling=True)
+    session = T30Session(phy, clock, T30Config(ident="SENDER", ecm=False), send_pages=[make_page(3, rows=2200)],
+                         calling=True)
     task = asyncio.ensure_future(session.run())
-    await asyncio.sleep(4.0)                     # DIS/DCS/TCF are under way (paced like a real line)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await call.hangup()
+    await asyncio.wait_for(in_page.wait(), 30)
+    await asyncio.sleep(0.5)                     # well inside the page (paced like a real line)
+    await call.hangup()                          # BYE mid-page
+    tx = await asyncio.wait_for(task, 15)
     rx = await asyncio.wait_for(rx_results.get(), 15)
-    assert not rx.success and rx.error_message
-    assert ep_b.active_calls() == 0
+    assert not tx.success and not rx.success
+    assert rx.error_phase in ("C", "D") and "disconnected" in rx.error_message, rx   # page cut, then the line
+    assert ep_a.active_calls() == 0 and ep_b.active_calls() == 0
