@@ -97,31 +97,19 @@ def test_preview_keeps_physical_aspect():
 
 
 def test_peak_memory_does_not_grow_with_page_count(helpers):
-    """Pages stream: converting 30 pages peaks no higher than converting 6 (numpy buffers are traced; both
-    are long enough to fill the renderer's read-ahead queue)."""
-
-    def peak(pages: int) -> int:
-        data = helpers.pdf_bytes([(letter, helpers.draw_mixed)] * pages)
-        gc.collect()
-        tracemalloc.start()
+    """Pages stream: converting 40 pages never holds more than a few page rasters (numpy buffers are
+    traced). The bound leaves room for the renderer's read-ahead; holding every page would be 40 rasters."""
+    data = helpers.pdf_bytes([(letter, helpers.draw_mixed)] * 40)
+    raster = 2156 * 1728  # bytes of one fine Letter page, as bool or grey
+    gc.collect()
+    tracemalloc.start()
+    try:
         for page in convert(data):
             page.pixels.sum()
         _, top = tracemalloc.get_traced_memory()
+    finally:
         tracemalloc.stop()
-        return top
-
-    few, many = peak(6), peak(30)
-    assert many < few * 1.5, (few, many)  # holding every page would make it about 5x
-
-
-def test_page_preview_picks_one_page():
-    from imaging.preview import page_preview
-
-    text = b"one\fthree lines\nof\ntext\f"
-    with Image.open(io.BytesIO(page_preview(text, 2, width=200))) as image:
-        assert image.size == (200, round(2156 * 204 / 196 * 200 / 1728))
-    with pytest.raises(ImagingError, match="2 pages, no page 3"):
-        page_preview(text, 3)
+    assert top < 10 * raster, top / raster
 
 
 def test_abandoned_pdf_conversion_stops_its_render_thread(helpers):
