@@ -71,6 +71,7 @@ class Scheduler:
         self._running: dict[str, _Running] = {}
         self._task: asyncio.Task | None = None
         self._stopping = False
+        self._last_stale_check = time.time()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -83,10 +84,11 @@ class Scheduler:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._wake.set()
         if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
         for run in list(self._running.values()):
             self.cancel(run.job_id, "interrupted: the fax engine is shutting down", final=False)
         tasks = [r.task for r in self._running.values() if r.task is not None]
@@ -99,7 +101,8 @@ class Scheduler:
     def recover(self) -> None:
         """Jobs left ``processing`` by a dead process: that attempt counts, then retry or fail."""
         node = None if self.store.is_sqlite else self.node
-        for job in self.store.processing_jobs(node):
+        stale = None if node is None else self._stale_before()   # one node on SQLite: all of them are ours
+        for job in self.store.processing_jobs(node, stale_before=stale):
             log.warning("job %s was interrupted (node %s); releasing it", job.id, job.node)
             result = SessionResult(success=False, error_code="interrupted",
                                    error_message="interrupted: the fax engine stopped during transmission",
@@ -113,6 +116,17 @@ class Scheduler:
             with contextlib.suppress(Conflict):
                 self.store.update_fax(rec.id, expect_status=["receiving"], doc=doc, status="failed",
                                       progress={"phase": "done", "status": "failed"})
+
+    def _stale_before(self) -> float:
+        return time.time() - float(self.cfg["attempt_timeout"]) - 120
+
+    def _recover_stale(self) -> None:
+        """Jobs claimed long ago by a node that never released them (it died and did not come back)."""
+        for job in self.store.processing_jobs(stale_before=self._stale_before()):
+            if job.id not in self._running:
+                log.warning("job %s claimed by %s at %s is stale; releasing it", job.id, job.node, job.claimed_at)
+                self.release(job, SessionResult(success=False, error_code="interrupted", retryable=True,
+                                                error_message="interrupted: the node sending it stopped responding"))
 
     def wake(self) -> None:
         self._wake.set()
@@ -136,16 +150,22 @@ class Scheduler:
     # ------------------------------------------------------------------ the loop
 
     async def _loop(self) -> None:
-        while True:
+        # Checks _stopping itself: on 3.11 a cancellation that races with the wake-up can be swallowed.
+        while not self._stopping:
             try:
                 self._tick()
             except Exception:
                 log.exception("scheduler tick failed")
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.cfg["poll_interval"])
+                async with asyncio.timeout(self.cfg["poll_interval"]):
+                    await self._wake.wait()
 
     def _tick(self) -> None:
+        now = time.time()
+        if now - self._last_stale_check > 60:
+            self._last_stale_check = now
+            self._recover_stale()
         if self._running:  # cancellations requested through another node or process
             for job_id, reason in self.store.cancel_requests(self._running).items():
                 if self._running[job_id].cancel_reason is None:

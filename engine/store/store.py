@@ -343,12 +343,19 @@ class Store:
                 return None
         return self.get_fax(fax_id)
 
-    def processing_jobs(self, node: str | None = None, direction: str = "out") -> list[Fax]:
-        """Jobs in transmission (direction "out") or receptions in progress ("in"), of ``node`` if given."""
+    def processing_jobs(self, node: str | None = None, direction: str = "out",
+                        stale_before: float | None = None) -> list[Fax]:
+        """Jobs in transmission (direction "out") or receptions in progress ("in"): those of ``node`` if
+        given, plus any claimed before ``stale_before`` (their node is presumed dead)."""
         status = "processing" if direction == "out" else "receiving"
         q = select(faxes).where(faxes.c.direction == direction, faxes.c.status == status)
         if node is not None:
-            q = q.where(or_(faxes.c.node == node, faxes.c.node.is_(None)))
+            mine = or_(faxes.c.node == node, faxes.c.node.is_(None))
+            if stale_before is not None:
+                mine = or_(mine, faxes.c.claimed_at < stale_before)
+            q = q.where(mine)
+        elif stale_before is not None:
+            q = q.where(faxes.c.claimed_at < stale_before)
         with self._read() as conn:
             return [Fax.from_row(r) for r in conn.execute(q).all()]
 

@@ -4,6 +4,7 @@ the far end so that busy/no-answer/training outcomes and concurrency can be driv
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import pytest
@@ -65,9 +66,21 @@ def busy() -> SessionResult:
     return SessionResult(success=False, error_code="busy", error_message="line busy", retryable=True)
 
 
-@pytest.fixture
-def store(tmp_path):
-    s = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+PG_URL = os.environ.get("FAXENGINE_TEST_PG_URL", "")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    else:
+        if not PG_URL:
+            pytest.skip("set FAXENGINE_TEST_PG_URL=postgresql+psycopg://... to run the store on PostgreSQL")
+        from engine.store.schema import metadata
+
+        s = Store(PG_URL)
+        metadata.drop_all(s.engine)
+        metadata.create_all(s.engine)
     yield s
     s.close()
 
@@ -101,7 +114,7 @@ async def wait_final(store, fax_id, timeout=20.0):  # noqa: ANN001
         if f.status in ("completed", "failed"):
             return f
         await asyncio.sleep(0.02)
-    raise AssertionError(f"job still {f.status}")
+    raise AssertionError(f"job still {f.status}: {f}")
 
 
 async def test_retry_after_busy_then_success(store, account):
@@ -214,16 +227,24 @@ async def test_cancel_running_call(store, account):
 
 
 def test_recover_interrupted_jobs(store, account):
+    sched = make_scheduler(store, ScriptedChannel())
     retry = add_job(store, account, retries=2)
     last = add_job(store, account, retries=1)
+    elsewhere = add_job(store, account, retries=2)
+    stale = add_job(store, account, retries=2)
     for f in (retry, last):
-        assert store.claim(f.id, "dead-node").status == "processing"
+        assert store.claim(f.id, sched.node).status == "processing"
     assert store.claim(retry.id, "other") is None   # a claim is atomic
-    sched = make_scheduler(store, ScriptedChannel())
+    store.claim(elsewhere.id, "live-node")
+    store.claim(stale.id, "dead-node")
+    store.update_fax(stale.id, claimed_at=time.time() - 10 * 3600)
     sched.recover()
-    a, b = store.get_fax(retry.id), store.get_fax(last.id)
+    a, b, s = store.get_fax(retry.id), store.get_fax(last.id), store.get_fax(stale.id)
     assert a.status == "pending" and a.attempts == 1 and "interrupted" in a.doc["tx_result"]["error_message"]
     assert b.status == "failed" and b.attempts == 1 and "interrupted" in b.doc["tx_result"]["error_message"]
+    assert s.status == "pending" and s.attempts == 1
+    # a job another live node is sending: left alone on a shared store, recovered on (single-node) SQLite
+    assert store.get_fax(elsewhere.id).status == ("pending" if store.is_sqlite else "processing")
 
 
 def test_revisions_are_couchdb_style(store, account):
