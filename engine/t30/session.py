@@ -76,6 +76,7 @@ class T30Session:
         self._remote_gone = False
         self._start = 0.0
         self._page_no = 0
+        self._last_op: str | None = None   # "v21" / "hs" (what we sent last) or "rx" (we received)
 
     # ------------------------------------------------------------------ public API
 
@@ -188,10 +189,21 @@ class T30Session:
         self._remote_gone = True
         return self._fail("remote_disconnected", f"remote disconnected in phase {self.phase}", dcn=False)
 
+    async def _turnaround(self, kind: str) -> None:
+        """The T.30 gap (75 ms) before a signal that follows a reception or a different carrier."""
+        if self._last_op is not None and self._last_op != kind:
+            await self.phy.send_silence(self.config.turnaround)
+        self._last_op = kind
+
     async def _send_frames(self, frames: list[bytes]) -> None:
         for f in frames:
             self.log.append("> " + repr(fcf.parse(f)))
+        await self._turnaround("v21")
         await self.phy.send_hdlc(frames)
+
+    async def _send_image(self, modulation, data: bytes, *, long_training: bool) -> None:
+        await self._turnaround("hs")
+        await self.phy.send_image(modulation, data, long_training=long_training)
 
     async def _send(self, code: int, fif: bytes = b"", *, pre: list[bytes] | None = None) -> None:
         await self._send_frames(list(pre or []) + [fcf.build(code, fif, final=True, x=self.x)])
@@ -201,6 +213,7 @@ class T30Session:
         if timeout <= 0:
             return None
         hf: HdlcFrame | None = await self.phy.receive_hdlc(timeout)
+        self._last_op = "rx"
         if hf is None:
             return None
         if not hf.fcs_ok:
@@ -403,8 +416,7 @@ class T30Session:
                 self._check_abort()
                 pre = [fcf.build(fcf.TSI, encode_ident(cfg.ident), final=False, x=self.x)] if cfg.ident else []
                 await self._send(fcf.DCS, self._dcs.build(), pre=pre)
-                await self.phy.send_silence(cfg.turnaround)
-                await self.phy.send_image(mod, tcf_bytes(mod), long_training=True)
+                await self._send_image(mod, tcf_bytes(mod), long_training=True)
                 answer = await self._recv_response(cfg.t4)
                 if answer is None or answer is BAD:
                     continue
@@ -416,7 +428,6 @@ class T30Session:
             if answer is None or answer is BAD:
                 raise self._fail("no_response", f"no response to DCS after {cfg.tries} tries")
             if answer.fcf == fcf.CFR:
-                await self.phy.send_silence(cfg.turnaround)
                 return
             if self._speed_index + 1 >= len(self._modulations):
                 raise self._fail("training_failed", f"training failed at {mod.bit_rate} bit/s")
@@ -434,12 +445,11 @@ class T30Session:
         cfg = self.config
         data = self._encode(pixels, ecm_mode=False)
         self._progress(bytes=len(data))
-        await self.phy.send_image(self._dcs.modulation, data, long_training=False)
+        await self._send_image(self._dcs.modulation, data, long_training=False)
         self._set_phase("D")
         name = fcf.NAMES[ppm]
         for _attempt in range(cfg.tries):
             self._check_abort()
-            await self.phy.send_silence(cfg.turnaround)
             await self._send(ppm)
             answer = await self._recv_response(cfg.t4)
             if answer is None or answer is BAD:
@@ -496,7 +506,6 @@ class T30Session:
                 self._set_phase("C")
                 await self._send_image_hdlc(ecm.block_frames(block, to_send), long_training)
                 long_training = False
-                await self.phy.send_silence(cfg.turnaround)
                 self._set_phase("D")
                 answer = await self._ecm_command(
                     fcf.PPS, ecm.pps_fif(fcf2, page_index, block_no, len(block), x=self.x), pps_name,
@@ -518,7 +527,6 @@ class T30Session:
                     self._dcs = replace(self._dcs, modulation=new_mod)
                     self.result.fax_speed = new_mod.bit_rate
                     self.result.modulation = new_mod.name
-                    await self.phy.send_silence(cfg.turnaround)
                     long_training = True
                     continue
                 # Nowhere slower to go: give up on the damaged frames of this block (EOR/ERR).
@@ -529,6 +537,7 @@ class T30Session:
         return fcf.MCF
 
     async def _send_image_hdlc(self, frames: list[bytes], long_training: bool) -> None:
+        await self._turnaround("hs")
         send = self.phy.send_image_hdlc
         if long_training and "long_training" in inspect.signature(send).parameters:
             await send(self._dcs.modulation, frames, long_training=True)
@@ -658,6 +667,7 @@ class T30Session:
         self._progress()
         data = bytearray()
         try:
+            self._last_op = "rx"
             async for chunk in self.phy.receive_image(dcs.modulation, cfg.tcf_first_byte_timeout):
                 data += chunk
         except WrongCarrier:
@@ -666,7 +676,6 @@ class T30Session:
             data = bytearray()
         if tcf_ok(bytes(data), dcs.modulation):
             self._last_response = [fcf.build(fcf.CFR, x=self.x)]
-            await self.phy.send_silence(cfg.turnaround)
             await self._send_frames(self._last_response)
             self._rx_page_state = _Received(bytearray(), {})
             self._rx_block_frames: dict[int, bytes] = {}
@@ -676,7 +685,6 @@ class T30Session:
             self._rx_expected_frames = 0
             return "page"
         self._last_response = [fcf.build(fcf.FTT, x=self.x)]
-        await self.phy.send_silence(cfg.turnaround)
         await self._send_frames(self._last_response)
         return "command"
 
@@ -703,6 +711,7 @@ class T30Session:
             try:
                 if dcs.ecm:
                     got = False
+                    self._last_op = "rx"
                     async for hf in self.phy.receive_image_hdlc(dcs.modulation, cfg.t2):
                         got = True
                         self._rx_ecm_frame(hf)
@@ -710,6 +719,7 @@ class T30Session:
                         continue
                 else:
                     data = bytearray()
+                    self._last_op = "rx"
                     async for chunk in self.phy.receive_image(dcs.modulation, cfg.t2):
                         data += chunk
                     self._rx_page_state.data = data
@@ -758,7 +768,6 @@ class T30Session:
 
     async def _respond(self, code: int, fif: bytes = b"") -> None:
         self._last_response = [fcf.build(code, fif, x=self.x)]
-        await self.phy.send_silence(self.config.turnaround)
         await self._send_frames(self._last_response)
 
     async def _rx_post_page(self, frame) -> str:

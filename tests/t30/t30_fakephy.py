@@ -222,6 +222,7 @@ class FakePhy(Phy):
 
     async def send_silence(self, seconds: float) -> None:
         self._check_line()
+        self.sent.append((self.clock.now(), "silence", seconds))
         await self.clock.sleep(seconds)
 
     async def wait_silence(self, seconds: float, timeout: float) -> bool:

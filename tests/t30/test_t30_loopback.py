@@ -255,3 +255,23 @@ def test_rtn_after_eom_retrains_without_new_dis():
     assert [f[2] for f in b.sent_frames()].count(0x4C) == 1                  # one RTN
     assert [p.y_dpi for p, _ in received] == [98, 196]
     assert all(np.array_equal(g.pixels, w.pixels) for (g, _), w in zip(received, pages, strict=True))
+
+
+def test_turnaround_silences_between_signals():
+    """75 ms of silence before every signal that follows a reception or a change of carrier."""
+    tx, rx, _, _, a, b, _ = run_virtual(talk([make_page(40, rows=60), make_page(41, rows=60)],
+                                             T30Config(ecm=False, ident="A"), T30Config(ecm=False)))
+    assert tx.success and rx.success
+
+    def kinds(phy):
+        out = []
+        for _, kind, payload in phy.sent:
+            if kind == "hdlc":
+                out.append(f"{payload[2] & 0xFE:02x}" if payload[2] & 0x0E else f"{payload[2]:02x}")
+            elif kind in ("image", "silence"):
+                out.append(kind)
+        return out
+    # sender: DIS heard -> gap, TSI, DCS, gap, TCF; CFR heard -> gap, page, gap, MPS; MCF -> gap, page ...
+    assert kinds(a) == ["silence", "42", "82", "silence", "image", "silence", "image", "silence", "4e",
+                        "silence", "image", "silence", "2e", "silence", "fa"]
+    assert kinds(b) == ["40", "80", "silence", "84", "silence", "8c", "silence", "8c"]

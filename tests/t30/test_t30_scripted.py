@@ -111,8 +111,10 @@ async def train(far, expect_mod=V17):
 
 def test_sender_happy_path_frame_by_frame():
     async def far_script(far, s):
-        await far.send(fcf.NSF, b"\x00\x00\x0e\x01\x02\x03garbage", pre=[])  # NSF alone, non-final style noise
-        await far.send_dis(ecm=False)
+        await far.send(fcf.NSF, b"\x00\x00\x0e\x01\x02\x03garbage", pre=[])  # a lone NSF: ignored
+        c = dis.Capabilities(ecm=False)
+        await far.send(fcf.DIS, c.build(), pre=[fcf.build(fcf.NSF, b"\xb5\x00\x51" + bytes(range(40)), final=False),
+                                               fcf.build(fcf.CSI, dis.encode_ident("FAR END"), final=False)])
         dcs = await train(far)
         assert (dcs.resolution, dcs.compression, dcs.ecm) == ("fine", "mr", False)
         data = await far.image(V17)
@@ -715,3 +717,17 @@ def test_receiver_asks_crp_for_a_damaged_command_in_phase_c():
 
     result, ok, *_ = run_pair(receiver(got), far_script)
     assert ok and result.success and np.array_equal(got[0][0].pixels, pg.pixels)
+
+
+def test_sender_remote_dcn_instead_of_mcf():
+    async def far_script(far, s):
+        await far.send_dis(ecm=False)
+        await train(far)
+        await far.image(V17)
+        await far.expect(fcf.MPS)
+        await far.send(fcf.DCN)
+        return await far.burst(timeout=10)
+
+    result, after, *_ = run_pair(sender([page(), page(seed=2)]), far_script)
+    assert not result.success and result.error_message == "remote disconnected in phase D"
+    assert result.error_code == "remote_disconnected" and result.retryable and after == []   # no DCN back
