@@ -32,7 +32,10 @@ ROTATE_CCW = 3  # FPDF_RenderPageBitmap: 3 = 90 degrees counter-clockwise (lands
 # the converter). Ordinary pages take 5-40 ms.
 PAGE_RENDER_SECONDS = 30.0
 FOLD_BELOW_DPI = 150
-READ_AHEAD = 2  # rendered pages waiting for the caller: bounds memory at a few rasters
+READ_AHEAD = 2
+# PDFium is not thread-safe: every call into it, from any document in this process, holds this lock.
+# (Coding and bilevel work run outside it, so one document's rendering still overlaps its coding.)
+PDFIUM_LOCK = threading.RLock()  # rendered pages waiting for the caller: bounds memory at a few rasters
 _PAUSE_CALLBACK = dict(pdfium_c.IFSDK_PAUSE._fields_)["NeedToPauseNow"]
 
 
@@ -47,14 +50,16 @@ class PdfDocument:
             data = os.fspath(source)
             tail = _tail(data)
         try:
-            self._doc = pdfium.PdfDocument(data)
+            with PDFIUM_LOCK:
+                self._doc = pdfium.PdfDocument(data)
         except pdfium.PdfiumError as exc:
             if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD:
                 raise ImagingError(_password_or_not(data)) from None
             if b"%%EOF" not in tail:
                 raise ImagingError("PDF is truncated or corrupt: no end-of-file marker, cannot be read") from None
             raise ImagingError(f"PDF is corrupt and cannot be read ({_reason(exc)})") from None
-        self.page_count = len(self._doc)
+        with PDFIUM_LOCK:
+            self.page_count = len(self._doc)
         if self.page_count == 0:
             self.close()
             raise ImagingError("PDF has no pages")
@@ -63,7 +68,8 @@ class PdfDocument:
             raise ImagingError(f"PDF has {self.page_count} pages, more than the limit of {page_limit}")
 
     def close(self) -> None:
-        self._doc.close()
+        with PDFIUM_LOCK:
+            self._doc.close()
 
     def pages(self, *, y_dpi: int = 196, paper: str = "auto", bilevel: str = "auto") -> Iterator[FaxPage]:
         """Render, bilevel-convert and yield one page at a time.
@@ -99,6 +105,11 @@ class PdfDocument:
             self.close()
 
     def render_grey(self, index: int, *, y_dpi: int, paper: str) -> np.ndarray:
+        with PDFIUM_LOCK:
+            grey = self._render_locked(index, y_dpi, paper)
+        return _fold_rows(grey) if y_dpi < FOLD_BELOW_DPI else grey
+
+    def _render_locked(self, index: int, y_dpi: int, paper: str) -> np.ndarray:
         try:
             page = self._doc[index]
         except pdfium.PdfiumError as exc:
@@ -126,7 +137,7 @@ class PdfDocument:
                 _render_with_deadline(bitmap, page, place, rotate, index)
             finally:
                 pdfium_c.FPDFBitmap_Destroy(bitmap)
-            return _fold_rows(canvas) if fold == 2 else canvas
+            return canvas
         finally:
             page.close()
 

@@ -122,3 +122,20 @@ def test_abandoned_pdf_conversion_stops_its_render_thread(helpers):
     assert first.rows == 2156
     pages.close()  # the caller stops after one page
     assert threading.active_count() == before
+
+
+def test_concurrent_conversions_in_threads_agree_with_serial(helpers):
+    """PDFium is not thread-safe; a server converting two documents at once must still get exact pages."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from reportlab.lib.pagesizes import A4
+
+    documents = [
+        helpers.pdf_bytes([(letter, helpers.draw_mixed), (letter, helpers.draw_text("one"))] * 3),
+        helpers.pdf_bytes([(A4, helpers.draw_text("two")), (A4, helpers.draw_mixed)] * 3),
+    ]
+    serial = [[p.pixels for p in convert(d)] for d in documents]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda d: [p.pixels for p in convert(d)], documents * 2))
+    for got, want in zip(results, serial * 2, strict=True):
+        assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
