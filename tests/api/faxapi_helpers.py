@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import io
 import json
+import os
 import shutil
 import signal
 import socket
@@ -142,6 +143,20 @@ class DocServer:
 
 # ---------------------------------------------------------------- the server process
 
+def fresh_pg_database(url: str) -> str:
+    """A new empty database next to the one ``url`` names (needs CREATEDB); returns its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = "faxtest_" + uuid.uuid4().hex[:12]
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return url.rsplit("/", 1)[0] + "/" + name
+
+
 class FaxServer:
     def __init__(self, root: Path, mail: MailSink, extra_config: str = "") -> None:
         self.root = root
@@ -150,7 +165,12 @@ class FaxServer:
         self.smtp_port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config_path = root / "faxengine.toml"
-        self.config_path.write_text(f"""
+        storage = ""
+        self.storage_url = f"sqlite:///{self.data_dir / 'faxengine.sqlite3'}"
+        if os.environ.get("FAXENGINE_TEST_PG_URL"):   # run the server on a fresh PostgreSQL database
+            self.storage_url = fresh_pg_database(os.environ["FAXENGINE_TEST_PG_URL"])
+            storage = f'[storage]\nurl = "{self.storage_url}"\n'
+        self.config_path.write_text(storage + f"""
 [fetch]
 allowed_hosts = ["localhost"]
 timeout = 5.0
@@ -212,7 +232,7 @@ sender = "faxengine@test.localhost"
     def store(self):  # noqa: ANN201
         from engine.store import Store
 
-        return Store(f"sqlite:///{self.data_dir / 'faxengine.sqlite3'}")
+        return Store(self.storage_url)
 
 
 class Api:
