@@ -556,7 +556,7 @@ class T30Session:
             fine="fine" in cfg.resolutions, superfine="superfine" in cfg.resolutions,
             mr="mr" in cfg.compressions, mmr=cfg.ecm and "mmr" in cfg.compressions, ecm=cfg.ecm,
             prefers_64_octet=cfg.ecm and cfg.ecm_frame_size == 64,
-            widths=(1728, 2048, 2432), unlimited_length=True,
+            widths=(FAX_WIDTH,), unlimited_length=True,     # we store A4-width pages only
             scan_time_code={0: 7, 5: 1, 10: 2, 20: 0, 40: 4}[cfg.min_scan_line_ms],
         )
 

@@ -140,3 +140,28 @@ def test_tcf_judgement():
         noisy[i] = 0x10
     assert not tcf_ok(bytes(noisy), mod)
     assert not tcf_ok(b"", mod)
+
+
+def test_our_dis_reflects_the_config():
+    from engine.t30 import T30Config, T30Session
+
+    def caps(**kw):
+        s = T30Session(None, None, T30Config(**kw), calling=False)
+        return dis.Capabilities.parse(s._local_capabilities().build())
+    c = caps()
+    assert c.v17 and c.ecm and c.mmr and c.mr and c.fine and c.superfine and c.scan_time_code == 7
+    assert c.widths == (1728,) and c.unlimited_length and c.ready_to_receive and not c.ready_to_transmit
+    c = caps(ecm=False, modems=("v29", "v27ter"), resolutions=("standard",), compressions=("mh",),
+             min_scan_line_ms=20)
+    assert not (c.v17 or c.ecm or c.mmr or c.mr or c.fine or c.superfine) and c.v29 and c.v27ter
+    assert c.scan_time_code == 0 and c.scan_time_ms("standard") == 20
+    assert caps(ecm_frame_size=64).prefers_64_octet
+
+
+def test_config_validation():
+    from engine.t30 import T30Config
+
+    for bad in (dict(ecm_frame_size=128), dict(min_scan_line_ms=7), dict(modems=("v34",)), dict(modems=()),
+                dict(resolutions=("fine",)), dict(compressions=("jbig",)), dict(max_speed=1200)):
+        with pytest.raises(ValueError):
+            T30Config(**bad).validate()
