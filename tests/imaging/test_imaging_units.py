@@ -139,3 +139,13 @@ def test_concurrent_conversions_in_threads_agree_with_serial(helpers):
         results = list(pool.map(lambda d: [p.pixels for p in convert(d)], documents * 2))
     for got, want in zip(results, serial * 2, strict=True):
         assert len(got) == len(want) and all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+def test_page_preview_picks_one_page():
+    from imaging.preview import page_preview
+
+    text = b"one\fthree lines\nof\ntext\f"
+    with Image.open(io.BytesIO(page_preview(text, 2, width=200))) as image:
+        assert image.size == (200, round(2156 * 204 / 196 * 200 / 1728))
+    with pytest.raises(ImagingError, match="2 pages, no page 3"):
+        page_preview(text, 3)
