@@ -64,6 +64,7 @@ async def test_fax_over_sip_t38_between_two_endpoints(endpoints, who, ecm):
     assert ep_a.active_calls() == 0 and ep_b.active_calls() == 0
 
 
+@pytest.mark.slow
 async def test_bye_mid_page_ends_the_receivers_session(endpoints):
     """The sender's side hangs up (BYE) while a page is being received: the receiver's T.30 stops,
     its result says why, and the call is gone on both sides."""
