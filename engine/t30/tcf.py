@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from engine.phy import Modulation
 
 TCF_SECONDS = 1.5
@@ -15,16 +17,11 @@ def tcf_bytes(modulation: Modulation, seconds: float = TCF_SECONDS) -> bytes:
     return bytes(tcf_length(modulation, seconds))
 
 
+_NONZERO = re.compile(rb"[^\x00]+")
+
+
 def longest_zero_run(data: bytes) -> int:
-    best = run = 0
-    for b in data:
-        if b == 0:
-            run += 1
-            if run > best:
-                best = run
-        else:
-            run = 0
-    return best
+    return max(map(len, _NONZERO.split(bytes(data))), default=0)
 
 
 def tcf_ok(data: bytes, modulation: Modulation, *, min_run_seconds: float = 1.0) -> bool:
