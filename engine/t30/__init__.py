@@ -2,6 +2,27 @@
 
 Public API: :class:`T30Config` and :class:`T30Session` (``await session.run()`` returns an
 :class:`engine.result.SessionResult`; ``session.abort(reason)`` ends the call with DCN).
+
+Roles: ``send_pages`` given = we transmit; ``calling`` = we placed the call.  The usual pairs are
+caller/sender and answerer/receiver; the other two are polling (an answerer with pages offers them
+in its DIS and sends after the caller's DTC; a caller without pages polls with CIG/DTC).
+
+``SessionResult.error_code`` on failure (``error_message`` says exactly what happened):
+
+=====================  =========  ================================================================
+code                   retryable  examples of ``error_message``
+=====================  =========  ================================================================
+no_response            yes        "no DIS received from the remote within T1 (35 s)",
+                                  "no response to MPS after 3 tries", "no response to PPS-EOP ..."
+training_failed        yes        "training failed at 2400 bit/s"
+remote_disconnected    yes        "remote disconnected in phase B" (DCN or the line dropped)
+page_rejected          yes        "page 2 rejected by the remote (RTN) 3 times"
+protocol_error         yes        "unusable DCS: ...", "unexpected CFR in response to CTC"
+incompatible           no         "the remote cannot receive faxes (DIS/DTC without bit 10)"
+bad_document           no         "page 1 is 1000 pixels wide; fax pages must be 1728"
+aborted                no         "aborted: job cancelled"
+internal_error         yes        a bug or a failing ``on_page`` callback; the call still ends with DCN
+=====================  =========  ================================================================
 """
 
 from engine.t30.config import T30Config
