@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 
 import uvicorn
@@ -31,8 +32,27 @@ def build(config: Config) -> tuple[AppContext, Scheduler, Notifier]:
     return AppContext(config, store, documents, scheduler), scheduler, notifier
 
 
+def first_run_account(ctx: AppContext, config: Config) -> None:
+    """An empty store gets a 'default' account, so `make run` can be tried at once; its key is logged
+    and kept in <data_dir>/default_account.json."""
+    if ctx.store.count_accounts():
+        return
+    account = ctx.store.create_account("default", default_domain=config["email_gateway"]["default_domain"],
+                                       settings={"smtp_permission_list": []})
+    info = {"account_id": account.id, "api_key": account.api_key, "fax_domain": account.fax_domain}
+    path = config.data_dir / "default_account.json"
+    with contextlib.suppress(OSError):
+        path.write_text(json.dumps(info, indent=2) + "\n")
+        path.chmod(0o600)
+    server = config["server"]
+    log.info("first start: created account 'default' %s (api key in %s)", account.id, path)
+    log.info("try: curl -s -X PUT -d '{\"data\":{\"api_key\":\"%s\"}}' http://%s:%s/v2/api_auth", account.api_key,
+             server["host"], server["port"])
+
+
 async def serve(config: Config) -> None:
     ctx, scheduler, notifier = build(config)
+    first_run_account(ctx, config)
     server_cfg = config["server"]
     app = create_app(ctx)
     uv = uvicorn.Server(uvicorn.Config(app, host=server_cfg["host"], port=int(server_cfg["port"]), lifespan="off",

@@ -165,6 +165,10 @@ class Store:
             conn.execute(insert(accounts).values(**values))
         return self.get_account(account_id)
 
+    def count_accounts(self) -> int:
+        with self._read() as conn:
+            return conn.execute(select(func.count()).select_from(accounts)).scalar_one()
+
     def get_account(self, account_id: str) -> Account | None:
         with self._read() as conn:
             row = conn.execute(select(accounts).where(accounts.c.id == account_id)).first()

@@ -106,3 +106,25 @@ def test_sigkill_mid_transmission_then_restart(paced, docs):
     assert sorted(r["status"] for r in rows) == ["completed", "failed"]
     failed = next(r for r in rows if r["status"] == "failed")
     assert "interrupted" in failed["rx_result"]["error_message"]
+
+
+def test_first_start_creates_a_default_account(tmp_path, mail):
+    import json
+
+    srv = FaxServer(tmp_path, mail)
+    srv.start()
+    try:
+        info = json.loads((srv.data_dir / "default_account.json").read_text())
+        api = Api(srv, info)
+        assert api.client.get(api.url("/outgoing")).json()["data"] == []
+    finally:
+        srv.stop()
+    srv.start()   # a second start keeps the same single account
+    try:
+        store = srv.store()
+        try:
+            assert store.count_accounts() == 1
+        finally:
+            store.close()
+    finally:
+        srv.stop()
