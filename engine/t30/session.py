@@ -575,8 +575,15 @@ class T30Session:
             dis_frames = [fcf.build(fcf.CSI, encode_ident(cfg.ident), final=False),
                           fcf.build(fcf.DIS, self._local_capabilities().build(), final=True)]
         self._rx_dcs: DcsParams | None = None
+        self._rx_trained = False          # a CFR was sent for the current DCS
         self._last_response: list[bytes] | None = None
         self._ended_with_eop = False
+        self._rx_page_state = _Received(bytearray(), {})
+        self._rx_block_frames: dict[int, bytes] = {}
+        self._rx_last_block: tuple[int, int] | None = None
+        self._rx_got_image = False
+        self._rx_ppm_answer: int | None = None
+        self._rx_expected_frames = 0
         state = "dis"
         while state != "done":
             self._check_abort()
@@ -659,6 +666,7 @@ class T30Session:
             raise self._fail("protocol_error", f"unusable DCS: {exc}") from exc
         self._check_dcs(dcs)
         self._rx_dcs = dcs
+        self._rx_trained = False
         self.result.ecm = dcs.ecm
         self.result.compression = dcs.compression
         self.result.resolution = dcs.resolution
@@ -677,6 +685,7 @@ class T30Session:
         if tcf_ok(bytes(data), dcs.modulation):
             self._last_response = [fcf.build(fcf.CFR, x=self.x)]
             await self._send_frames(self._last_response)
+            self._rx_trained = True
             self._rx_page_state = _Received(bytearray(), {})
             self._rx_block_frames: dict[int, bytes] = {}
             self._rx_last_block: tuple[int, int] | None = None
@@ -770,10 +779,11 @@ class T30Session:
         self._last_response = [fcf.build(code, fif, x=self.x)]
         await self._send_frames(self._last_response)
 
-    async def _rx_post_page(self, frame) -> str:
+    async def _rx_post_page(self, frame) -> str | None:
         dcs = self._rx_dcs
-        if dcs is None:
-            raise self._fail("protocol_error", f"{frame.name} received before any DCS")
+        if dcs is None or not self._rx_trained:
+            log.info("ignoring %s before training succeeded", frame.name)
+            return None
         code = frame.fcf
         if code in PPM_CODES:
             return await self._rx_non_ecm_ppm(_PRI_TO_PLAIN.get(code, code))

@@ -731,3 +731,38 @@ def test_sender_remote_dcn_instead_of_mcf():
     result, after, *_ = run_pair(sender([page(), page(seed=2)]), far_script)
     assert not result.success and result.error_message == "remote disconnected in phase D"
     assert result.error_code == "remote_disconnected" and result.retryable and after == []   # no DCN back
+
+
+@pytest.mark.parametrize("role", ["send", "receive"])
+@pytest.mark.parametrize("seed", range(int(__import__("os").environ.get("T30_FUZZ_SEEDS", "6"))))
+def test_random_frames_never_crash_or_hang(role, seed):
+    """A far end that answers everything with random (partly valid) frames: a clean result, always."""
+    import random
+
+    rng = random.Random(seed)
+    codes = [fcf.DIS, fcf.CSI, fcf.DCS, fcf.CFR, fcf.FTT, fcf.MCF, fcf.RTN, fcf.RTP, fcf.PPR, fcf.PPS, fcf.CTC,
+             fcf.CTR, fcf.EOR, fcf.ERR, fcf.RNR, fcf.RR, fcf.CRP, fcf.MPS, fcf.EOP, fcf.EOM, fcf.DTC, 0x00, 0xFF]
+
+    async def far_script(far, s):
+        try:
+            await chatter(far)
+        except PhyError:        # we hung up on it
+            pass
+
+    async def chatter(far):
+        for _ in range(40):
+            n = rng.randrange(0, 40)
+            fif = bytes(rng.randrange(256) for _ in range(n))
+            kind = rng.random()
+            if kind < 0.1:
+                await far.phy.send_hdlc([bytes(rng.randrange(256) for _ in range(rng.randrange(1, 8)))])
+            elif kind < 0.2:
+                await far.phy.send_image(V17, fif * 20)
+            else:
+                await far.send(rng.choice(codes), fif)
+            await far.burst(timeout=rng.choice([0.5, 2.0, 5.0]))
+
+    maker = sender([page(rows=30)]) if role == "send" else receiver()
+    result, *_ = run_pair(maker, far_script)
+    assert result.error_message or result.success
+    assert result.error_code != "internal_error", result.error_message
