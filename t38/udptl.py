@@ -353,6 +353,7 @@ class UdptlEndpoint(asyncio.DatagramProtocol):
         self.datagrams_dropped = 0
         self.datagrams_received = 0
         self.sent_to: collections.Counter = collections.Counter()  # datagrams per destination
+        self.largest_datagram = 0
 
     # asyncio callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -419,6 +420,7 @@ class UdptlEndpoint(asyncio.DatagramProtocol):
         self.transport.sendto(data, self.remote)
         self.datagrams_sent += 1
         self.sent_to[self.remote] += 1
+        self.largest_datagram = max(self.largest_datagram, len(data))
 
     def close(self) -> None:
         if self.transport is not None:

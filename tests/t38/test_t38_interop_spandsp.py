@@ -30,18 +30,19 @@ class CallOutcome:
     virtual_seconds: float
     log: list[str] = field(default_factory=list)
     dropped: int = 0                   # datagrams the seeded loss hook discarded (both directions)
+    largest: int = 0                   # largest UDPTL datagram sent either way
 
 
 async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", version: int = 0, pages: int = 1,
                    resolution: str = "fine", height: int = 400, loss: float = 0.0, seed: int = 3,
-                   redundancy: int = 3, max_seconds: float = 400.0) -> CallOutcome:
+                   redundancy: int = 3, max_datagram: int = 400, max_seconds: float = 400.0) -> CallOutcome:
     clock = VirtualClock()
     net = Lockstep(clock)
     modems, rate = MODEMS[modem]
     src = tmp_path / "src.tif"
     sent = make_fax_tiff(src, pages=pages, height=height, dpi=DPI[resolution], seed=seed)
     rx_tiff = tmp_path / "spandsp_rx.tif"
-    udptl = UdptlConfig(redundancy=redundancy)
+    udptl = UdptlConfig(redundancy=redundancy, max_datagram=max_datagram)
     peer_kwargs = dict(t38_version=version, ecm=ecm, modems=modems, ident="SPANDSP PEER")
     if we_send:
         peer = SpandspPeer(net, False, udptl=udptl, loss=loss, seed=seed + 1, rx_tiff=str(rx_tiff), **peer_kwargs)
@@ -69,13 +70,14 @@ async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", ve
         ours = task.result() if task.done() and not task.cancelled() else None
         theirs = peer.terminal.stats()
         dropped = phy.transport.datagrams_dropped + peer.endpoint.datagrams_dropped
+        largest = max(phy.transport.largest_datagram, peer.endpoint.largest_datagram)
     finally:
         peer.close()
         await phy.hangup()
     if we_send and rx_tiff.exists():
         received = read_fax_pages(rx_tiff)
     return CallOutcome(finished, ours, theirs, sent, [np.asarray(r, dtype=bool) for r in received],
-                       clock.now(), list(session.log), dropped)
+                       clock.now(), list(session.log), dropped, largest)
 
 
 def assert_success(out: CallOutcome, *, pages: int, rate: int, ecm: bool) -> None:
@@ -135,3 +137,13 @@ def test_interop_with_5_percent_loss_and_redundancy_3(tmp_path, we_send, ecm):
 def test_interop_three_full_fine_pages(tmp_path):
     out = asyncio.run(run_call(tmp_path, we_send=True, ecm=True, pages=3, height=1100, resolution="fine"))
     assert_success(out, pages=3, rate=14400, ecm=True)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("we_send", [True, False], ids=["ours->spandsp", "spandsp->ours"])
+def test_interop_small_max_datagram(tmp_path, we_send):
+    """A far end that takes only 120-octet datagrams: our IFPs shrink and redundancy is shed to fit."""
+    out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=True, pages=1, max_datagram=120))
+    assert_success(out, pages=1, rate=14400, ecm=True)
+    assert 60 < out.largest <= 120
