@@ -24,6 +24,7 @@ from engine.store.schema import accounts, attachments, auth_tokens, faxes, metad
 GREGORIAN_OFFSET = 62167219200  # seconds from 0000-01-01 to 1970-01-01 (Kazoo times)
 
 OUT_FINISHED = ("completed", "failed")
+_FAX_INSERT = insert(faxes)
 
 
 def gregorian_now() -> int:
@@ -224,7 +225,7 @@ class Store:
                    claimed_at=None, cancel_reason=None, progress=dumps(progress) if progress else None,
                    deleted=False, rev=next_rev(None, doc, status), doc=dumps(doc))
         with self._write() as conn, conn.begin():
-            conn.execute(insert(faxes).values(**row))
+            conn.execute(_FAX_INSERT, row)   # one prepared statement: the parameters vary, not the SQL
             for name, (ctype, data) in (files or {}).items():
                 self._put_attachment(conn, fax_id, name, ctype, data)
         return Fax(id=fax_id, account_id=account_id, direction=direction, status=status, created=now, modified=now,
