@@ -147,3 +147,16 @@ def test_interop_small_max_datagram(tmp_path, we_send):
     out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=True, pages=1, max_datagram=120))
     assert_success(out, pages=1, rate=14400, ecm=True)
     assert 60 < out.largest <= 120
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ecm", [True, False], ids=["ecm", "noecm"])
+def test_same_loss_without_redundancy_is_not_survived(tmp_path, ecm):
+    """The control for the test above: the same seeded loss with redundancy 0 damages or breaks the call."""
+    out = asyncio.run(run_call(tmp_path, we_send=True, ecm=ecm, pages=2, loss=0.05, seed=11, redundancy=0))
+    assert out.dropped > 10
+    intact = (out.ours is not None and out.ours.success and out.theirs["ok"] and len(out.received) == 2
+              and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(out.sent, out.received,
+                                                                                     strict=True)))
+    assert not intact
