@@ -112,6 +112,8 @@ class FaxMailHandler:
                  "errors": [], "outcome": "refused"}
         if account is None:
             log.info("email-to-fax: no account for domain %r (from %s)", domain, sender)
+            entry["errors"].append(f"no fax account for domain {domain}")
+            self._log(None, entry)   # recorded, but no account can list it
             return f"550 5.1.1 Not Found: no fax account for domain {domain or '(none)'}"
         entry["account_id"] = account.id
         digits = re.sub(r"[^0-9+]", "", local)
