@@ -8,6 +8,7 @@ we send; frames it delivers carry two FCS bytes, which we strip.  ECM blocks are
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -220,6 +221,7 @@ class Class1Phy(Phy):
         data = bytearray()
         deadline = self.clock.now() + 10.0
         started = False
+        pre = b""                                              # bytes seen before the address octet
         while not dec.ended:
             remaining = deadline - self.clock.now()
             chunk = await self.ch.read_some(remaining) if remaining > 0 else b""
@@ -227,10 +229,10 @@ class Class1Phy(Phy):
                 await self._abort()
                 raise PhyError("HDLC frame did not end within 10 s of CONNECT")
             if not started:
-                # a result code instead of data (RH-CONNECT bug: CONNECT then NO CARRIER)
-                text = chunk.lstrip(b"\r\n")
-                if text.startswith((b"NO CARRIER", b"ERROR", b"OK")):
-                    self.ch.unread(chunk)
+                # a result code instead of data (RH-CONNECT bug: CONNECT then NO CARRIER), maybe split
+                pre += chunk
+                if re.match(rb"[\r\n]*(NO CARRIER|ERROR|OK)\r", pre):
+                    self.ch.unread(pre)
                     await self._final(2.0, "reading an HDLC frame")
                     return None
             piece = dec.feed(chunk)

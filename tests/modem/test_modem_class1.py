@@ -348,3 +348,17 @@ async def test_bit_reversed_firmware_frames_are_flipped():
     finally:
         await ch.close()
         fake.close()
+
+
+async def test_rh_connect_bug_with_result_split_across_reads(rig):
+    fake, phy = rig
+
+    def frh(f, cmd):
+        f.send(b"\r\nCONNECT\r\n\r\nNO CARR")
+        asyncio.get_running_loop().call_later(0.2, f.send, b"IER\r\n")
+        f.handlers.pop("AT+FRH=3")
+
+    fake.handlers["AT+FRH=3"] = frh
+    fake.hdlc_to_dte.append(CFR)
+    frame = await phy.receive_hdlc(5)
+    assert frame.data == CFR
