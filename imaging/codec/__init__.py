@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 MAX_WIDTH = 1 << 16
-MAX_DATA_BYTES = 8 << 20  # more than any fax page (a superfine legal page of dithered noise is ~4 MB)
+MAX_DATA_BYTES = 4 << 20  # more than a fax page: a fine A4 page of error-diffused grey is 1.4 MB
 DEFAULT_MAX_ROWS = 1 << 15  # rows per page at most (4 m at fine): bounds memory and work on garbage input
 
 
@@ -110,7 +110,7 @@ def decode(
     if max_rows is not None and not 0 <= max_rows <= DEFAULT_MAX_ROWS:
         raise ValueError(f"max_rows must be 0..{DEFAULT_MAX_ROWS}, got {max_rows}")
     data = bytes(data)
-    if len(data) > MAX_DATA_BYTES:  # decoding needs ~40 bytes of memory per input byte
+    if len(data) > MAX_DATA_BYTES:  # decoding needs ~30-50 bytes of memory per input byte
         raise ValueError(f"{len(data)} bytes of coded data is more than a fax page (limit {MAX_DATA_BYTES})")
     if compression is not Compression.MMR and max_rows is None:
         max_rows_eol = DEFAULT_MAX_ROWS

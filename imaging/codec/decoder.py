@@ -41,36 +41,69 @@ class Decoded:
     consecutive_bad_rows: int
 
 
+_POPCOUNT8 = np.array([bin(v).count("1") for v in range(256)], dtype=np.uint8)
+_POP_TOP = np.array([bin(v >> (8 - q)).count("1") if q else 0 for v in range(256) for q in range(8)], np.int32)
+_POP_TOP_L = _POP_TOP.tolist()  # ones in the first q bits of byte v: index v * 8 + q
+
+
 class _Bits:
+    """The coded data with the lookups the decoders need: about 22 bytes of memory per input byte."""
+
     def __init__(self, data: bytes) -> None:
         self.nbits = 8 * len(data)
-        b = np.frombuffer(data + bytes(4), dtype=np.uint8).astype(np.uint32)
-        w24 = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+        padded = np.frombuffer(data + bytes(4), dtype=np.uint8)
         n = len(data) + 2
         win = np.empty((n, 8), dtype=np.uint16)
-        for s in range(8):
-            win[:, s] = (w24[:n] >> (11 - s)) & 0x1FFF
+        step = 1 << 16
+        for i in range(0, n, step):  # in slices: the 32-bit temporaries stay small
+            b = padded[i : min(i + step, n) + 2].astype(np.uint32)
+            w24 = (b[:-2] << 16) | (b[1:-1] << 8) | b[2:]
+            for s in range(8):
+                win[i : i + w24.size, s] = (w24 >> (11 - s)) & 0x1FFF
         self.win_np = win.reshape(-1)
         self.win = memoryview(self.win_np)
-        self.ones = np.flatnonzero(np.unpackbits(np.frombuffer(data, dtype=np.uint8)))
+        raw = np.frombuffer(data, dtype=np.uint8)
+        self.raw = raw
+        self.raw_l = memoryview(raw.tobytes() + b"\0")
+        cum = np.zeros(raw.size + 1, dtype=np.int32)  # ones in the bytes before each byte
+        np.cumsum(_POPCOUNT8[raw], out=cum[1:])
+        self.cum = cum
+
+    def ones_before(self, pos: np.ndarray) -> np.ndarray:
+        pos = np.minimum(np.asarray(pos, dtype=np.int64), self.nbits)
+        byte = pos >> 3
+        padded = np.append(self.raw, np.uint8(0))
+        return self.cum[byte] + _POP_TOP[(padded[byte].astype(np.int64) << 3) | (pos & 7)]
 
     def eol_ends(self) -> np.ndarray:
-        """Bit positions just after every EOL (a one preceded by at least 11 zeros)."""
-        ones = self.ones
-        if ones.size == 0:
-            return ones
-        gap = np.empty_like(ones)
-        gap[0] = ones[0]
-        gap[1:] = ones[1:] - ones[:-1] - 1
-        return ones[gap >= 11] + 1
+        """Bit positions just after every EOL (a one preceded by at least 11 zeros), slice by slice."""
+        out = []
+        last_one = -(1 << 40)  # the start counts as a long run of zeros only if 11 zeros follow
+        step = 1 << 16
+        for i in range(0, self.raw.size, step):
+            ones = np.flatnonzero(np.unpackbits(self.raw[i : i + step])) + 8 * i
+            if ones.size:
+                gap = np.diff(ones, prepend=last_one) - 1
+                if last_one < 0:
+                    gap[0] = ones[0]
+                out.append(ones[gap >= 11] + 1)
+                last_one = int(ones[-1])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def ones_between(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Number of one bits in [start, end) for arrays of ranges."""
-        return np.searchsorted(self.ones, end) - np.searchsorted(self.ones, start)
+        return self.ones_before(end) - self.ones_before(start)
 
     def zeros_between(self, start: int, end: int) -> bool:
-        i = int(np.searchsorted(self.ones, start))
-        return i >= self.ones.size or self.ones[i] >= end
+        if start >= end:
+            return True
+        end = min(end, self.nbits)
+        sb, eb = start >> 3, end >> 3
+        cum = self.cum
+        raw = self.raw_l
+        before_end = int(cum[eb]) + _POP_TOP_L[(raw[eb] << 3) | (end & 7)]
+        before_start = int(cum[sb]) + _POP_TOP_L[(raw[sb] << 3) | (start & 7)]
+        return before_end == before_start
 
 
 def _run(win, p: int, end: int, lut) -> tuple[int, int]:
@@ -363,7 +396,8 @@ def decode_eol(data: bytes, width: int, two_d: bool, max_rows: int | None) -> De
         seg_end[-1] = bits.nbits
     empty = (seg_start >= seg_end) | (bits.ones_between(seg_start, seg_end) == 0)
     if two_d:
-        tagbit = np.unpackbits(np.frombuffer(data, dtype=np.uint8))[np.minimum(eol, bits.nbits - 1)] == 1
+        at = np.minimum(eol, bits.nbits - 1)
+        tagbit = ((bits.raw[at >> 3] >> (7 - (at & 7))) & 1) == 1
         one_d = tagbit & ~empty
     else:
         one_d = ~empty
