@@ -98,7 +98,7 @@ def decode(
     k: int | None = None,
     max_rows: int | None = None,
 ) -> Decoded:
-    """Decode one page as a receiving fax does (see decode.py for the error behaviour).
+    """Decode one page as a receiving fax does (see decoder.py for the error behaviour).
 
     `k` is accepted for symmetry: MR rows carry their own 1-D/2-D tag bit, so it is not needed.
     Without `max_rows`, at most DEFAULT_MAX_ROWS rows are decoded (garbage can look like
