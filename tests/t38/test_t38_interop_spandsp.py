@@ -160,3 +160,37 @@ def test_same_loss_without_redundancy_is_not_survived(tmp_path, ecm):
               and all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(out.sent, out.received,
                                                                                      strict=True)))
     assert not intact
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_interop_in_real_time(tmp_path):
+    """No virtual clock: spandsp stepped every 20 ms of wall time, our side paced by the monotonic clock."""
+    from t38_harness import RealTime
+
+    from engine.clock import MonotonicClock
+
+    async def main():
+        net = RealTime()
+        src = tmp_path / "src.tif"
+        sent = make_fax_tiff(src, pages=1, height=300, dpi=DPI["fine"], seed=4)
+        peer = SpandspPeer(net, False, rx_tiff=str(tmp_path / "rx.tif"), ecm=True, ident="SPANDSP")
+        addr = await peer.start()
+        clock = MonotonicClock()
+        phy = await open_t38_udptl(clock, T38PhyOptions(calling=True), remote=addr, udptl_config=UdptlConfig())
+        peer.endpoint.remote = phy.transport.local_address
+        session = T30Session(phy, clock, T30Config(ident="OURS"), calling=True,
+                             send_pages=[FaxPage(p, y_dpi=196) for p in sent])
+        task = asyncio.ensure_future(session.run())
+        t0 = clock.now()
+        finished = await net.run(lambda: task.done() and peer.terminal.done, 90)
+        stats = peer.terminal.stats()
+        peer.close()
+        await phy.hangup()
+        return finished, task.result() if task.done() else None, stats, sent, clock.now() - t0
+
+    finished, ours, theirs, sent, wall = asyncio.run(main())
+    assert finished and ours.success and theirs["ok"], (ours, theirs)
+    got = read_fax_pages(tmp_path / "rx.tif")
+    assert len(got) == 1 and np.array_equal(got[0], sent[0])
+    assert wall > 10          # paced at line speed: CED, V.21 bursts, TCF and the page take real time
