@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="line: udptl:LOCAL_PORT[@HOST:PORT], class1:PORT, class2:PORT or class2.0:PORT (modem), "
                         "sip:[DID]@TRUNK or sip:[DID]@HOST:PORT (SIP + T.38: wait for a call)")
     p.add_argument("--rings", type=int, default=1, metavar="N", help="modem lines: answer on the N-th RING")
-    p.add_argument("--out", required=True, metavar="DIR", help="directory for fax.tif and fax.pdf")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for the pages: fax-YYYYmmdd-HHMMSS.tif (TIFF-F) and .pdf")
     p.add_argument("--timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the caller (default 120)")
     _common(p)
