@@ -17,7 +17,7 @@ from api.body import parse_body, read_body
 from api.envelope import KazooError, envelope, error_response
 from api.jobs import prepare_doc
 from engine.config import Config
-from engine.store import Account, Fax, Store
+from engine.store import Account, Fax, Store, new_id
 from engine.store.documents import DocumentService
 
 log = logging.getLogger(__name__)
@@ -52,24 +52,25 @@ class AppContext:
             self.scheduler.cancel(fax_id, reason)
 
     def copy_job(self, src: Fax, data: dict, folder: str) -> Fax:
-        """resubmit (outbox) / forward (inbox): a new pending job with the source's pages."""
+        """resubmit (outbox) / forward (inbox): a new pending job with the source's pages.
+
+        The pages are copied first and the job row written last, so a crash in between leaves no job
+        stuck half-made (at worst unreferenced attachments)."""
         if folder == "inbox":
             data = {k: v for k, v in data.items() if k not in INBOUND_ONLY}
         doc = prepare_doc(self, src.account_id, data, has_files=True)
-        new = self.store.insert_fax(src.account_id, "out", "attaching_files", doc, next_attempt=None)
+        fax_id = new_id()
         if folder == "inbox":
-            self.store.copy_attachments(src.id, new.id, {"received_file.tiff": "fax_file.tiff"})
+            self.store.copy_attachments(src.id, fax_id, {"received_file.tiff": "fax_file.tiff"})
         else:
             names = {n: n for n in self.store.attachment_names(src.id) if n.startswith(("original_file", "fax_file"))}
-            if data.get("document") != src.doc.get("document"):
-                names = {n: n for n in names if not n.startswith("fax_file")} if "document" not in data else {}
-            self.store.copy_attachments(src.id, new.id, names)
-        if not self.store.attachment_names(new.id) and not (doc.get("document") or {}).get("url"):
-            self.store.update_fax(new.id, status="failed", doc={**doc, "tx_result": {
-                **doc["tx_result"], "error_message": "no attachment found"}})
+            if "document" in data and data.get("document") != src.doc.get("document"):
+                names = {}   # a new document: fetch it
+            self.store.copy_attachments(src.id, fax_id, names)
+        if not self.store.attachment_names(fax_id) and not (doc.get("document") or {}).get("url"):
             raise KazooError(500, "error when forwarding fax" if folder == "inbox" else "error when resubmitting fax",
-                             {"message": "the source fax has no document"})
-        new = self.store.update_fax(new.id, status="pending", next_attempt=time.time())
+                             {"message": "the source fax has no document left to send"})
+        new = self.store.insert_fax(src.account_id, "out", "pending", doc, next_attempt=time.time(), fax_id=fax_id)
         self.wake()
         return new
 

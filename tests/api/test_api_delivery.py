@@ -193,3 +193,38 @@ def test_tiff_upload_bare_body(api):
     assert r.status_code == 201, r.text
     done = api.wait_status(r.json()["data"]["id"], timeout=90)
     assert done["status"] == "completed" and done["tx_result"]["pages_sent"] == 1
+
+
+def test_resubmit_without_a_document_left(api, finished_job):
+    assert api.client.delete(api.url(f"/outbox/{finished_job}/attachment")).status_code == 200
+    r = api.client.put(api.url(f"/outbox/{finished_job}"), json={"action": "resubmit", "data": {}})
+    assert r.status_code == 500 and r.json()["message"] == "error when resubmitting fax"
+
+
+def test_email_with_several_attachments_sends_them_all(api):
+    from imaging.convert import convert
+    from imaging.tiff_f import write_tiff_f
+
+    tiff = io.BytesIO()
+    write_tiff_f(tiff, list(convert(make_pdf(1, "tiff page"))))
+    msg = _mail("sender@example.com", f"15550800008@{api.account['fax_domain']}",
+                ("application/pdf", make_pdf(2), "two.pdf"))
+    msg.add_attachment(tiff.getvalue(), maintype="application", subtype="octet-stream", filename="three.TIF")
+    with smtplib.SMTP("127.0.0.1", api.server.smtp_port, timeout=10) as s:
+        s.send_message(msg)
+    row = next(r for r in api.client.get(api.url("/smtplog")).json()["data"]
+               if r["to"].startswith("15550800008@"))
+    entry = api.client.get(api.url(f"/smtplog/{row['id']}")).json()["data"]
+    assert entry["content_type"] == "application/pdf,image/tiff"
+    job = api.wait_status(entry["faxdoc_id"], timeout=90)
+    assert job["status"] == "completed" and job["tx_result"]["pages_sent"] == 3
+
+
+def test_email_over_the_size_limit_is_refused(api):
+    big = b"%PDF-1.4\n" + b"0" * (10 * 1024 * 1024 + 100)
+    msg = _mail("sender@example.com", f"15550900009@{api.account['fax_domain']}", ("application/pdf", big, "b.pdf"))
+    with smtplib.SMTP("127.0.0.1", api.server.smtp_port, timeout=30) as s, \
+            pytest.raises((smtplib.SMTPDataError, smtplib.SMTPSenderRefused, smtplib.SMTPServerDisconnected)) as exc:
+        s.send_message(msg)
+    if isinstance(exc.value, smtplib.SMTPDataError):
+        assert exc.value.smtp_code == 552
