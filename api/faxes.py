@@ -195,6 +195,7 @@ def listing(request: Request, fetch, render, key_of) -> Response:  # noqa: ANN00
             raise KazooError.system("faulty_request", "invalid page size") from exc
         if page_size < 1:
             raise KazooError.system("faulty_request", "page size must be at least 1")
+        page_size = min(page_size, cfg["max_paginate_false"])
     start = _decode_key(q["start_key"]) if "start_key" in q and paginate else None
     tests = _filters(request)
     want = page_size + 1 if paginate else cfg["max_paginate_false"] + 1
