@@ -208,7 +208,8 @@ class UdptlStats:
 class UdptlReceiver:
     """Delivers IFPs in sequence order; ``on_ifp(seq, ifp)`` with ``ifp`` None for a lost packet."""
 
-    MAX_JUMP = 2000  # a larger jump is a restarted stream, not loss
+    MAX_JUMP = 2000  # a larger forward jump is a restarted stream, not loss
+    MAX_LATE = 64    # duplicates arrive within a few packets; a number this far back is a restart
 
     def __init__(self, on_ifp: Callable[[int, bytes | None], None], config: UdptlConfig | None = None,
                  now: Callable[[], float] | None = None) -> None:
@@ -242,7 +243,7 @@ class UdptlReceiver:
             # before it were lost, not that the stream started there.
             self.expected = 0 if packet.seq <= self.config.reorder_window else packet.seq - len(packet.secondaries)
         seq = self._unwrap(packet.seq)
-        if seq - self.expected > self.MAX_JUMP or seq < self.expected - self.MAX_JUMP:
+        if seq - self.expected > self.MAX_JUMP or seq < self.expected - self.MAX_LATE:
             log.info("UDPTL sequence jumped from %d to %d; resynchronising", self.expected, seq)
             self.pending.clear()
             self.known.clear()

@@ -168,3 +168,18 @@ def test_real_udp_fec_recovers_isolated_losses():
     delivered = [i for _, i in out.got[:199]]
     assert all(i is not None for i in delivered)
     assert [decode(i, 0) for i in delivered] == [decode(i, 0) for i in ifps(199)]
+
+
+def test_peer_restarting_its_numbering_is_followed():
+    out = Collect()
+    rx = UdptlReceiver(out)
+    first = UdptlSender()
+    for ifp in ifps(300):
+        rx.feed(first.build(ifp))
+    again = UdptlSender()                      # e.g. the far terminal restarted after a re-INVITE
+    datagrams = [again.build(ifp) for ifp in ifps(6)]
+    for d in datagrams:
+        rx.feed(d)
+    assert [s for s, _ in out.got[300:]] == [0, 1, 2, 3, 4, 5]
+    rx.feed(datagrams[3])                      # a late copy close behind is still a duplicate
+    assert len(out.got) == 306 and rx.stats.duplicates == 1
