@@ -43,6 +43,8 @@ def _accounts_create(args: argparse.Namespace) -> int:
     settings: dict = {}
     if args.inbound_email:
         settings["inbound_email"] = args.inbound_email
+    if args.number:
+        settings["numbers"] = args.number
     if args.allow_sender:
         settings["smtp_permission_list"] = [s.lower() for s in args.allow_sender]
     try:
@@ -76,6 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--parent", default=None, help="parent account id")
     c.add_argument("--fax-domain", default=None, help="email-to-fax domain (default <id>.fax.localhost)")
     c.add_argument("--inbound-email", action="append", default=None, help="where received faxes are emailed")
+    c.add_argument("--number", action="append", default=None, help="a fax number of this account (inbound calls)")
     c.add_argument("--allow-sender", action="append", default=None,
                    help="email address (or regex) allowed to send faxes by email")
     c.set_defaults(func=_accounts_create)

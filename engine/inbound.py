@@ -53,6 +53,11 @@ class InboundRecorder:
         return self.store.insert_fax(account_id, "in", "receiving", doc, progress={"phase": "answered"},
                                      node=self.node)
 
+    def account_for(self, to_number: str, default_account: str | None = None) -> str | None:
+        """Which account an inbound call to ``to_number`` belongs to (None: nobody's, refuse the call)."""
+        account = self.store.account_for_number(to_number)
+        return account.id if account else default_account
+
     def progress(self, fax_id: str, state: dict) -> None:
         try:
             self.store.set_progress(fax_id, state)

@@ -185,6 +185,18 @@ class Store:
             row = conn.execute(select(accounts).where(accounts.c.fax_domain == domain.lower())).first()
         return Account.from_row(row) if row else None
 
+    def account_for_number(self, number: str) -> Account | None:
+        """The account owning a fax number (``settings.numbers``), for inbound calls from trunks and modems."""
+        digits = number.lstrip("+")
+        with self._read() as conn:
+            rows = conn.execute(select(accounts)).all()
+        for row in rows:
+            account = Account.from_row(row)
+            owned = account.settings.get("numbers") or []
+            if any(str(n).lstrip("+") == digits for n in owned):
+                return account
+        return None
+
     def update_account_settings(self, account_id: str, settings: dict) -> Account:
         with self._write() as conn, conn.begin():
             row = conn.execute(select(accounts.c.doc).where(accounts.c.id == account_id)).first()

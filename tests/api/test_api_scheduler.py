@@ -255,3 +255,15 @@ def test_revisions_are_couchdb_style(store, account):
     assert g.rev.startswith("2-") and g.rev != f.rev
     with pytest.raises(Exception, match="changed"):
         store.update_fax(f.id, expect_rev=f.rev, doc=f.doc)
+
+
+def test_inbound_number_ownership(store):
+    from engine.inbound import InboundRecorder
+
+    owner = store.create_account("owner", settings={"numbers": ["+15551230000", "15551230001"]})
+    store.create_account("other")
+    rec = InboundRecorder(store)
+    assert rec.account_for("15551230000") == owner.id
+    assert rec.account_for("+15551230001") == owner.id
+    assert rec.account_for("15559999999") is None
+    assert rec.account_for("15559999999", default_account="fallback") == "fallback"
