@@ -294,8 +294,15 @@ class _UdpServer(Udp_server):
         return super().getSIPaddr()
 
 
+class _UdpOpts(Udp_server_opts):
+    """One receiver thread per socket: sippy's default three can hand a 200 and the re-INVITE
+    right behind it to the dispatcher in the wrong order (seen on loopback as a spurious 481)."""
+
+    nworkers = 1
+
+
 class _TransactionManager(SipTransactionManager):
-    model_udp_server = (_UdpServer, Udp_server_opts)
+    model_udp_server = (_UdpServer, _UdpOpts)
 
     def newTransaction(self, msg: Any, resp_cb: Any = None, laddress: Any = None, userv: Any = None,  # noqa: N802
                        cb_ifver: int = 1, compact: bool = False, t: Any = None) -> Any:
@@ -574,6 +581,8 @@ class _CallCore:
         self.finished = False
         self.t38_session: T38Session | None = None
         self.call_id = ""
+        self.awaiting_ack = False
+        self.t38_deferred = False
 
     # -- helpers
     def post(self, name: str, *args: Any) -> None:
@@ -662,8 +671,9 @@ class _CallCore:
             return
         text = self.local.propose(plan.media)
         self.local.commit(text)
-        ua.recvEvent(CCEventConnect((200, "OK", self.body(text))))
         self.established_remote = ua.rSDP.getCopy()
+        self.awaiting_ack = True     # PreConnect = 200 with ack_wait, so we learn when the ACK is in
+        ua.recvEvent(CCEventPreConnect((200, "OK", self.body(text))))
         self.adopt(plan)
         self.post("connected", self.mode)
 
@@ -699,6 +709,9 @@ class _CallCore:
 
     def send_t38_offer(self) -> None:
         ua = self.ua
+        if self.awaiting_ack and not self.finished:
+            self.t38_deferred = True      # no new INVITE while our 200 is un-ACKed (RFC 3261 14.1)
+            return
         if ua is None or self.finished or self.mode == "t38" or self.pending:
             self.post("t38_offer_skipped", self.mode, self.pending)
             return
@@ -781,10 +794,16 @@ class _CallCore:
 
     def on_connect(self, data: Any, ua: Any) -> None:
         code, _reason, body = data[0], data[1], data[2]
-        if code == "ACK":       # the answer to our late offer
-            if self.pending == "late-offer" and self.offer is not None:
+        if code == "ACK":
+            self.awaiting_ack = False
+            if self.pending == "late-offer" and self.offer is not None:   # the answer to our late offer
                 self.pending = ""
                 self.apply_answer(body, initial=True)
+            elif body is None and self.established_remote is not None:
+                ua.rSDP = self.established_remote.getCopy()   # sippy clears it on a body-less ACK
+            if self.t38_deferred:
+                self.t38_deferred = False
+                self.send_t38_offer()
             return
         pending, self.pending = self.pending, ""
         if pending == "invite":
