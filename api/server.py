@@ -42,6 +42,7 @@ def first_run_account(ctx: AppContext, config: Config) -> None:
     info = {"account_id": account.id, "api_key": account.api_key, "fax_domain": account.fax_domain}
     path = config.data_dir / "default_account.json"
     with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(info, indent=2) + "\n")
         path.chmod(0o600)
     server = config["server"]
