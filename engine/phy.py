@@ -91,8 +91,11 @@ class Phy(abc.ABC):
         carrier starts within ``timeout``."""
 
     @abc.abstractmethod
-    async def send_image_hdlc(self, modulation: Modulation, frames: list[bytes]) -> None:
-        """Send ECM frames (FCD/RCP) as HDLC at a high-speed ``modulation``."""
+    async def send_image_hdlc(self, modulation: Modulation, frames: list[bytes], *,
+                              long_training: bool = False) -> None:
+        """Send ECM frames (FCD/RCP) as HDLC at a high-speed ``modulation``.
+
+        ``long_training`` is asked for on the first burst after CTC, when V.17 must retrain."""
 
     @abc.abstractmethod
     def receive_image_hdlc(self, modulation: Modulation, timeout: float) -> AsyncIterator[HdlcFrame]:

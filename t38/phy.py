@@ -512,8 +512,9 @@ class T38Phy(Phy):
         await self._sleep_until(t + NON_ECM_END_SECONDS)
         self._indicator(Indicator.NO_SIGNAL)
 
-    async def send_image_hdlc(self, modulation: Modulation, frames: list[bytes]) -> None:
-        t = await self._start_high_speed(modulation, False, flags=True)
+    async def send_image_hdlc(self, modulation: Modulation, frames: list[bytes], *,
+                              long_training: bool = False) -> None:
+        t = await self._start_high_speed(modulation, long_training, flags=True)
         t = await self._send_frames(modulation, frames, t)
         await self._sleep_until(t + HDLC_END_SECONDS)
         self._indicator(Indicator.NO_SIGNAL)

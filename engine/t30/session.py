@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -538,11 +537,7 @@ class T30Session:
 
     async def _send_image_hdlc(self, frames: list[bytes], long_training: bool) -> None:
         await self._turnaround("hs")
-        send = self.phy.send_image_hdlc
-        if long_training and "long_training" in inspect.signature(send).parameters:
-            await send(self._dcs.modulation, frames, long_training=True)
-        else:
-            await send(self._dcs.modulation, frames)
+        await self.phy.send_image_hdlc(self._dcs.modulation, frames, long_training=long_training)
 
     # ================================================================== receiver
 
