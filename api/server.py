@@ -64,7 +64,11 @@ async def serve(config: Config) -> None:
         if config["email_gateway"]["enabled"] and int(server_cfg["smtp_port"]) > 0:
             from api.email_gateway import start_gateway
 
-            smtp = await start_gateway(ctx, server_cfg["smtp_host"] or server_cfg["host"], int(server_cfg["smtp_port"]))
+            try:
+                smtp = await start_gateway(ctx, server_cfg["smtp_host"] or server_cfg["host"],
+                                           int(server_cfg["smtp_port"]))
+            except OSError as exc:   # the API is worth running without the email gateway
+                log.error("email-to-fax gateway not started on port %s: %s", server_cfg["smtp_port"], exc)
         log.info("faxengine: API on http://%s:%s, SMTP on port %s, store %s, data in %s", server_cfg["host"],
                  server_cfg["port"], server_cfg["smtp_port"], ctx.store.url.split("@")[-1], config.data_dir)
         await uv.serve()
