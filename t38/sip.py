@@ -1427,6 +1427,16 @@ class SipEndpoint:
             return self._registrations.get(trunk)
         return dict(self._registrations)
 
+    def health(self) -> dict[str, Any]:
+        """For the API's health output and the CLI: listening address, calls, registrations."""
+        return {
+            "listening": f"{self.address[0]}:{self.address[1]}" if self.started else "",
+            "tcp": bool(self.config.tcp),
+            "active_calls": {t.name: self.active_calls(t.name) for t in self.config.trunks},
+            "registrations": {name: state.to_dict() for name, state in self._registrations.items()},
+            "stats": dict(self.stats),
+        }
+
     async def wait_registration(self, trunk: str, timeout: float = 10.0,
                                 states: tuple[str, ...] = ("registered", "failed")) -> RegistrationState:
         deadline = time.monotonic() + timeout

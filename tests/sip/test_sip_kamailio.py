@@ -154,6 +154,10 @@ async def test_register_refresh_and_wrong_password(endpoints, kamailio):
     assert now.changed_at < first_expiry, "refreshed before the first registration ran out"
     table = ep.registration_state()
     assert set(table) == {"kam", "kam-bad"} and table["kam"].to_dict()["state"] == "registered"
+    health = ep.health()
+    assert health["registrations"]["kam"]["state"] == "registered"
+    assert health["registrations"]["kam-bad"]["state"] == "failed" and health["active_calls"] == {"kam": 0,
+                                                                                                 "kam-bad": 0}
     # closing un-REGISTERs (Expires: 0, digest again): Kamailio no longer finds 1001
     other = await endpoints(SipConfig(port=0, trunks=(kam_trunk(kamailio, "2002", "hunter2"),)))
     assert (await other.wait_registration("kam", 10)).state == "registered"
