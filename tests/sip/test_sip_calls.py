@@ -296,3 +296,31 @@ async def test_keepalive_reinvite_during_t38_keeps_the_call(endpoints):
     await asyncio.sleep(1.2)
     assert not call_a.is_ended and not call_b.is_ended and call_a.mode == call_b.mode == "t38"
     await call_a.hangup()
+
+
+async def test_outbound_proxy_domain_caller_id_and_dial_prefix(endpoints, relay):
+    """Every request goes to the outbound proxy; R-URI/To carry the trunk domain, From the caller-ID rules."""
+    from t38.trunk import CallerIdRules
+
+    inbound: asyncio.Queue[SipCall] = asyncio.Queue()
+    ep_b = await endpoints(SipConfig(port=0, default_trunk=Trunk(name="direct", proxy="127.0.0.1",
+                                                                 t38_request_as_callee=None)),
+                           router=lambda did, caller, trunk: "acct" if did == "02002" else None,
+                           on_incoming=inbound.put)
+    trunk = Trunk(name="carrier", proxy="sbc.carrier.invalid", domain="fax.example", dial_prefix="0",
+                  outbound_proxy=f"127.0.0.1:{relay.port_b}", t38_request_as_caller=0.0,
+                  caller_id=CallerIdRules(default_number="4420", allowed_pattern=r"44[0-9]+"))
+    ep_a = await endpoints(SipConfig(port=0, trunks=(trunk,)))
+    relay.real_a, relay.real_b = ep_a.address, ep_b.address
+    call = await ep_a.call("2002", "carrier", caller="1234")          # 1234 not allowed -> default number
+    call_b = await asyncio.wait_for(inbound.get(), 5)
+    assert call_b.caller == "4420" and call_b.number == "02002"
+    await asyncio.wait_for(call.t38_ready, 10)
+    await call.hangup()
+    await asyncio.wait_for(call_b.ended, 5)
+    invites = relay.seen("to_b", r"^INVITE sip:02002@fax\.example")
+    assert len(invites) == 1                                           # the dialog-creating INVITE
+    assert len(relay.seen("to_b", r"^INVITE ")) >= 2                   # the re-INVITE (to the Contact) too
+    assert re.search(r"^From: .*<sip:4420@fax\.example>", invites[0], re.M)
+    assert re.search(r"^To: .*<sip:02002@fax\.example>", invites[0], re.M)
+    assert relay.seen("to_b", r"^BYE "), "the BYE went through the outbound proxy too"
