@@ -140,10 +140,13 @@ async def test_class1_ecm_sender_repairs_line_errors(tmp_path):
     software-HDLC sender resends them, and the page arrives intact.  (The receive direction is left out:
     see the modem report, T.30 receiver accepts a retransmitted block whose frame is still bad.)"""
     pages = [make_page(rows=600, seed=71)]
-    clock = ScaledClock(SPEED)
+    from modem.rig import Rig
+
+    speed = 4.0                      # more PPR round trips: keep timing slack under a loaded CI machine
+    clock = ScaledClock(speed)
     cfg = T30Config(ecm=True, modems=("v29",))
-    rig = _rig(mode="answer", output_dir=str(tmp_path), far_ecm=True, far_modems=("v29",),
-               symbol_error_rate=4e-4, seed=5)
+    rig = Rig(mode="answer", output_dir=str(tmp_path), speed=speed, answer_delay=0.5, far_ecm=True,
+              far_modems=("v29",), symbol_error_rate=3e-4, seed=5)
     paths = await rig.start()
     try:
         result, session, phy = await class1_send(paths["modem"], "5551234", pages, cfg, clock)
@@ -154,7 +157,7 @@ async def test_class1_ecm_sender_repairs_line_errors(tmp_path):
     ppr = sum("PPR" in line for line in session.log)
     print(f"line hits {hits}, PPR {ppr}")
     assert hits > 0 and ppr > 0, session.log
-    assert result.success and result.ecm, (result, session.log[-10:])
+    assert result.success and result.ecm, (hits, result, session.log[-14:], far)
     assert far["ok"], far
     got = [p.page for p in read_tiff_f(far["rx_tiff"])]
     assert _same(pages[0].pixels, got[0].pixels)
