@@ -28,6 +28,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, TiffImagePlugin
 
+from . import libtiff
 from .errors import ImagingError
 from .page import FAX_WIDTH, X_DPI, FaxPage
 
@@ -83,15 +84,25 @@ def encode_strip(page: FaxPage, compression: str = "mmr", *, byte_align: bool = 
     """The page coded as one TIFF strip by libtiff, FillOrder 1 (MSB first), no RTC/EOFB.
 
     MH and MR strips start every row with an EOL (byte-aligned when ``byte_align``); MR uses K=2 below
-    150 lpi and K=4 above, as libtiff derives from the Y resolution."""
+    150 lpi and K=4 above, as libtiff derives from the Y resolution. libtiff is called directly
+    (``imaging.libtiff``, half the time); through Pillow only when it cannot be loaded that way."""
     if compression not in TIFF_COMPRESSION:
         raise ImagingError(f"unknown compression {compression!r}: use mh, mr or mmr")
-    info = {X_RESOLUTION: page.x_dpi, Y_RESOLUTION: page.y_dpi, RESOLUTION_UNIT: 2}
+    t4_options = (T4_2D if compression == "mr" else 0) | (T4_FILL_BITS if byte_align else 0)
+    pixels = np.ascontiguousarray(page.pixels, dtype=bool)
+    strip = libtiff.encode(pixels, TIFF_COMPRESSION[compression], t4_options, page.x_dpi, page.y_dpi)
+    if strip is None:
+        strip = _encode_strip_pillow(pixels, compression, t4_options, page.x_dpi, page.y_dpi)
+    return strip
+
+
+def _encode_strip_pillow(pixels: np.ndarray, compression: str, t4_options: int, x_dpi: int, y_dpi: int) -> bytes:
+    info = {X_RESOLUTION: x_dpi, Y_RESOLUTION: y_dpi, RESOLUTION_UNIT: 2}
     if compression != "mmr":
-        info[T4_OPTIONS] = (T4_2D if compression == "mr" else 0) | (T4_FILL_BITS if byte_align else 0)
+        info[T4_OPTIONS] = t4_options
     buffer = io.BytesIO()
     with _MinIsWhite():
-        Image.fromarray(np.ascontiguousarray(page.pixels, dtype=bool)).save(
+        Image.fromarray(pixels).save(
             buffer, "TIFF", compression="group4" if compression == "mmr" else "group3",
             tiffinfo=info, strip_size=1 << 30,
         )

@@ -12,9 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from imaging import libtiff
 from imaging.convert import convert_to_tiff
 from imaging.page import FaxPage
-from imaging.tiff_f import ReceptionQuality, TiffFWriter, encode_strip, read_tiff_f, reverse_bits
+from imaging.tiff_f import (
+    ReceptionQuality,
+    TiffFWriter,
+    _encode_strip_pillow,
+    encode_strip,
+    read_tiff_f,
+    reverse_bits,
+)
 
 COMPRESSION_NAME = {"mh": "CCITT Group 3", "mr": "CCITT Group 3", "mmr": "CCITT Group 4"}
 
@@ -108,6 +116,31 @@ def test_mr_uses_k4_at_fine_and_k2_at_standard(helpers):
         eol_last_bytes = np.flatnonzero((data[:-2] & 0x0F == 0) & (data[1:-1] == 0x01)) + 1
         tags = [int(data[i + 1] >> 7) for i in eol_last_bytes[:12]]
         assert tags[: 2 * k] == ([1] + [0] * (k - 1)) * 2
+
+
+@pytest.mark.parametrize("compression", ["mh", "mr", "mmr"])
+@pytest.mark.parametrize("byte_align", [True, False])
+def test_direct_libtiff_strip_is_pillows_strip(helpers, compression, byte_align):
+    """encode_strip calls libtiff directly; its strips are byte for byte those of Pillow's libtiff writer."""
+    rng = np.random.default_rng(11)
+    pages = [
+        FaxPage(helpers.random_page(2156, seed=6), 196), FaxPage(helpers.random_page(1078, seed=7), 98),
+        FaxPage(rng.random((400, 2048)) < 0.3, 391), FaxPage(rng.random((9, 13)) < 0.5, 196),  # odd width
+        FaxPage(np.zeros((1, 1728), dtype=bool), 196),
+    ]
+    options = (1 if compression == "mr" else 0) | (4 if byte_align else 0)
+    for page in pages:
+        direct = libtiff.encode(page.pixels, 4 if compression == "mmr" else 3, options, page.x_dpi, page.y_dpi)
+        assert direct is not None  # libtiff is loadable here (Pillow's copy or the system's)
+        assert direct == _encode_strip_pillow(page.pixels, compression, options, page.x_dpi, page.y_dpi)
+        assert encode_strip(page, compression, byte_align=byte_align) == direct
+
+
+def test_encode_strip_falls_back_to_pillow(helpers, monkeypatch):
+    page = FaxPage(helpers.random_page(1000, seed=8), 196)
+    expected = encode_strip(page, "mr")
+    monkeypatch.setattr(libtiff, "encode", lambda *args: None)
+    assert encode_strip(page, "mr") == expected
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
