@@ -156,7 +156,8 @@ class T38Phy(Phy):
         self._rx_image_bytes = 0
         self._hdlc_buf = bytearray()
         self._hdlc_mod: Modulation | None = None
-        self._rx_missing = False
+        self._rx_missing = False          # the current frame did not start with FF
+        self._rx_loss_at: int | None = None  # buffer length when a packet was last lost inside this carrier
         self._last_training_long = False
         self._rx_last_activity = clock.now()
         self._cng_at = 0.0
@@ -175,13 +176,13 @@ class T38Phy(Phy):
         self.stats["rx_ifp"] += 1
         if ifp is None:
             self.stats["rx_lost"] += 1
-            self._rx_missing = True
+            self._rx_loss_at = len(self._hdlc_buf)
             return
         try:
             packet = decode(ifp, self.options.version)
         except IfpError as exc:
             self.stats["rx_bad_ifp"] += 1
-            self._rx_missing = True
+            self._rx_loss_at = len(self._hdlc_buf)
             log.debug("undecodable IFP %s: %s", ifp.hex(), exc)
             return
         if packet.indicator is not None:
@@ -220,6 +221,7 @@ class T38Phy(Phy):
             self._push(_End(mod))
         self._rx_carrier = None
         self._rx_missing = False
+        self._rx_loss_at = None
 
     def _rx_indicator_packet(self, ind: Indicator) -> None:
         if ind == self._rx_indicator:
@@ -236,6 +238,7 @@ class T38Phy(Phy):
                 self._last_training_long = ind.name.endswith("LONG_TRAINING")
                 self._carrier_on(mod)
                 self._rx_missing = False
+                self._rx_loss_at = None     # whatever was lost came before this indicator
                 self._hdlc_buf.clear()
         else:
             self.stats["rx_unsupported"] += 1
@@ -249,7 +252,9 @@ class T38Phy(Phy):
         if self._rx_carrier != mod:
             if not data and not self._hdlc_buf:
                 return  # a repeated status or end-of-signal after the carrier already ended
+            lost = self._rx_loss_at
             self._carrier_on(mod)  # data without its indicator (lost, or never sent): infer it
+            self._rx_loss_at = None if lost is None else 0  # a loss just before: perhaps this frame's start
         # leaving the indicator state lets a repeated indicator after the data count again
         self._rx_indicator = None
         if t == FieldType.HDLC_DATA:
@@ -260,12 +265,7 @@ class T38Phy(Phy):
         elif t in (FieldType.HDLC_FCS_OK, FieldType.HDLC_FCS_BAD, FieldType.HDLC_FCS_OK_SIG_END,
                    FieldType.HDLC_FCS_BAD_SIG_END):
             self._hdlc_buf += data  # Cisco put the last octets here; accept them
-            if self._hdlc_buf:
-                ok = t in (FieldType.HDLC_FCS_OK, FieldType.HDLC_FCS_OK_SIG_END) and not self._rx_missing
-                self._push(_Frame(mod, HdlcFrame(bytes(self._hdlc_buf), ok)))
-                self.stats["rx_frames_ok" if ok else "rx_frames_bad"] += 1
-                self._hdlc_buf.clear()
-            self._rx_missing = False
+            self._close_frame(mod, t in (FieldType.HDLC_FCS_OK, FieldType.HDLC_FCS_OK_SIG_END))
         elif t in (FieldType.T4_NON_ECM_DATA, FieldType.T4_NON_ECM_SIG_END):
             if data:
                 self._rx_image_bytes += len(data)
@@ -274,6 +274,30 @@ class T38Phy(Phy):
             # sig-end alone ends the carrier; a no-signal indicator may never come
             self._carrier_off()
             self._rx_indicator = Indicator.NO_SIGNAL
+
+    def _close_frame(self, mod: Modulation, fcs_ok: bool) -> None:
+        """The far end closed a frame: report it, good only if none of its packets was lost.
+
+        T.38 carries no FCS, so a lost packet is judged by position.  A loss between two frames
+        (a lost indicator, a lost FCS-status packet, a lost copy) must not spoil the frame after
+        it: the octets received after the last loss form a frame of their own when they start like
+        one (``FF 03``/``FF 13``, every T.30 frame does); everything before the loss is reported bad."""
+        buf = bytes(self._hdlc_buf)
+        self._hdlc_buf.clear()
+        at = self._rx_loss_at
+        if at is None:
+            parts = [(buf, fcs_ok and not self._rx_missing and _starts_frame(buf))]
+        elif _starts_frame(buf[at:]):
+            parts = [(buf[:at], False), (buf[at:], fcs_ok)]
+        else:
+            parts = [(buf, False)]
+        for data, ok in parts:
+            if not data:
+                continue
+            self._push(_Frame(mod, HdlcFrame(data, ok)))
+            self.stats["rx_frames_ok" if ok else "rx_frames_bad"] += 1
+        self._rx_missing = False
+        self._rx_loss_at = None
 
     # ------------------------------------------------------------ receive side (T.30 calls)
 
@@ -532,6 +556,11 @@ class T38Phy(Phy):
         self._wakeup.set()
         if self.transport is not None:
             self.transport.close()
+
+
+def _starts_frame(data: bytes) -> bool:
+    """Address FF and control 03/13, as every T.30 frame (V.21 or ECM) begins."""
+    return len(data) >= 3 and data[0] == 0xFF and data[1] in (0x03, 0x13)
 
 
 _LSB_FIRST_BITS = [format(i, "08b")[::-1] for i in range(256)]

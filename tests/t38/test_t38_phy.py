@@ -408,3 +408,51 @@ def test_hdlc_stuffing_count():
     assert _stuffing_bits(b"\x1f\x00") == 1 and _stuffing_bits(b"\xf0\x01") == 1
     assert _stuffing_bits(b"\x0f\x01") == 0 and _stuffing_bits(b"\x00\x7e") == 1
     assert _stuffing_bits(b"\x55" * 10) == 0
+
+
+def _csi_dis_burst(octets_per_packet: int) -> tuple[list[IfpPacket], list[set[int]]]:
+    """CSI + DIS as spandsp sends them (one octet per IFP at V.21) or packed; also which packet
+    indices carry each frame's octets or its FCS status."""
+    packets = [IfpPacket.ind(Indicator.V21_PREAMBLE)]
+    owners: list[set[int]] = []
+    for frame, status in ((CSI_FRAME, FieldType.HDLC_FCS_OK), (DIS_FRAME, FieldType.HDLC_FCS_OK_SIG_END)):
+        wire = bit_reverse(frame)
+        mine = set()
+        for start in range(0, len(wire), octets_per_packet):
+            mine.add(len(packets))
+            chunk = wire[start:start + octets_per_packet]
+            packets.append(IfpPacket.data(DataType.V21, Field(FieldType.HDLC_DATA, chunk)))
+        mine.add(len(packets))
+        packets.append(IfpPacket.data(DataType.V21, Field(status)))
+        owners.append(mine)
+    packets.append(IfpPacket.ind(Indicator.NO_SIGNAL))
+    return packets, owners
+
+
+@pytest.mark.parametrize("octets_per_packet", [1, 4])
+def test_one_lost_packet_spoils_only_the_frame_it_belonged_to(octets_per_packet):
+    """Every single-packet loss of a CSI+DIS burst, in turn: a frame none of whose data packets was
+    lost still arrives good (a lost indicator or a lost FCS status between frames must not spoil
+    the next frame), and a frame that lost a data packet is never reported good."""
+    packets, (csi_packets, dis_packets) = _csi_dis_burst(octets_per_packet)
+
+    async def run(lost: int):
+        clock = VirtualClock()
+        phy, _ = make_phy(clock)
+        phy._started = True
+        feed(phy, IfpPacket.ind(Indicator.NO_SIGNAL))     # the quiet line before the burst
+        for i, p in enumerate(packets):
+            phy.feed_ifp(i + 1, None if i == lost else encode(p, 0))
+        frames = []
+        while (f := await phy.receive_hdlc(0.0 if frames else 1.0)) is not None:
+            frames.append(f)
+        return frames
+
+    for lost in range(len(packets)):
+        frames = asyncio.run(run(lost))
+        good = [f.data for f in frames if f.fcs_ok]
+        assert all(g in (CSI_FRAME, DIS_FRAME) for g in good), (lost, frames)
+        dis_data_lost = lost in dis_packets and lost != max(dis_packets)    # max: the FCS status
+        csi_data_lost = lost in csi_packets and lost != max(csi_packets)
+        assert (DIS_FRAME in good) == (not dis_data_lost and lost != max(dis_packets)), (lost, frames)
+        assert (CSI_FRAME in good) == (not csi_data_lost and lost != max(csi_packets)), (lost, frames)
