@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from PIL import Image
 
 from .errors import ImagingError
 
@@ -60,6 +59,8 @@ def _clustered(grey: np.ndarray, y_dpi: int) -> np.ndarray:
 
 
 def _diffused(grey: np.ndarray) -> np.ndarray:
+    from PIL import Image  # only here: the other modes need no Pillow (start-up time of short conversions)
+
     clipped = np.where(grey >= WHITE_ABOVE, np.uint8(255), grey)
     image = Image.fromarray(clipped, "L").convert("1", dither=Image.Dither.FLOYDSTEINBERG)
     return ~np.asarray(image)

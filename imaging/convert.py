@@ -13,17 +13,19 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .bilevel import MODES
 from .detect import IMAGE_FORMATS, PDF, TEXT, detect_format
 from .errors import ImagingError
 from .page import FaxPage
 from .paper import PAPER_CHOICES, y_dpi_for
-from .pdf import PdfDocument
-from .raster import RasterDocument
-from .text import MAX_TEXT_BYTES, TextDocument
 from .tiff_f import TiffFWriter
+
+if TYPE_CHECKING:
+    from .pdf import PdfDocument
+    from .raster import RasterDocument
+    from .text import TextDocument
 
 DEFAULT_PAGE_LIMIT = 100
 Source = bytes | str | os.PathLike[str]
@@ -45,11 +47,20 @@ class Document:
             raise ImagingError(f"page limit must be a positive number, not {page_limit!r}")
         self.paper, self.bilevel = paper, bilevel
         self.format = detect_format(_head(source))
+        # Each reader (and the libraries behind it) is imported only for its format: start-up time is a
+        # large part of converting a short document.
+        self._doc: PdfDocument | RasterDocument | TextDocument
         if self.format == PDF:
-            self._doc: PdfDocument | RasterDocument | TextDocument = PdfDocument(source, page_limit=page_limit)
+            from .pdf import PdfDocument
+
+            self._doc = PdfDocument(source, page_limit=page_limit)
         elif self.format in IMAGE_FORMATS:
+            from .raster import RasterDocument
+
             self._doc = RasterDocument(source, page_limit=page_limit)
         elif self.format == TEXT:
+            from .text import TextDocument
+
             self._doc = TextDocument(_whole(source), page_limit=page_limit)
         else:  # pragma: no cover - detect_format names only the formats above
             raise ImagingError(f"unsupported format {self.format}")
@@ -106,6 +117,8 @@ def _head(source: Source) -> bytes:
 
 
 def _whole(source: Source) -> bytes:
+    from .text import MAX_TEXT_BYTES
+
     if isinstance(source, bytes | bytearray):
         return bytes(source)
     size = os.path.getsize(source)

@@ -1,4 +1,5 @@
-"""PDF pages -> fax pages with PDFium (pypdfium2), rendered straight onto the fax grid.
+"""PDF pages -> fax pages with PDFium (the library pypdfium2 ships, bound in pdfium.py), rendered straight onto
+the fax grid.
 
 Each page is rendered once into an 8-bit grey bitmap 1728 pixels wide at 204 x y_dpi (anisotropic in one
 pass, no resize), with text and path anti-aliasing off so that the bilevel step sees crisp edges
@@ -18,15 +19,14 @@ import time
 from collections.abc import Iterator
 
 import numpy as np
-import pypdfium2 as pdfium
-import pypdfium2.raw as pdfium_c
 
+from . import pdfium
 from .bilevel import to_bilevel
 from .errors import ImagingError
 from .page import FAX_WIDTH, FaxPage
 from .paper import choose_paper, fit, page_rows
 
-RENDER_FLAGS = pdfium_c.FPDF_ANNOT | pdfium_c.FPDF_RENDER_NO_SMOOTHTEXT | pdfium_c.FPDF_RENDER_NO_SMOOTHPATH
+RENDER_FLAGS = pdfium.ANNOT | pdfium.RENDER_NO_SMOOTHTEXT | pdfium.RENDER_NO_SMOOTHPATH
 ROTATE_CCW = 3  # FPDF_RenderPageBitmap: 3 = 90 degrees counter-clockwise (landscape -> portrait)
 # A page PDFium has not finished in this time is abandoned (a hostile or pathological page must not hang
 # the converter). Ordinary pages take 5-40 ms.
@@ -36,7 +36,6 @@ READ_AHEAD = 2
 # PDFium is not thread-safe: every call into it, from any document in this process, holds this lock.
 # (Coding and bilevel work run outside it, so one document's rendering still overlaps its coding.)
 PDFIUM_LOCK = threading.RLock()  # rendered pages waiting for the caller: bounds memory at a few rasters
-_PAUSE_CALLBACK = dict(pdfium_c.IFSDK_PAUSE._fields_)["NeedToPauseNow"]
 
 
 class PdfDocument:
@@ -51,9 +50,9 @@ class PdfDocument:
             tail = _tail(data)
         try:
             with PDFIUM_LOCK:
-                self._doc = pdfium.PdfDocument(data)
+                self._doc = pdfium.Document(data)
         except pdfium.PdfiumError as exc:
-            if getattr(exc, "err_code", None) == pdfium_c.FPDF_ERR_PASSWORD:
+            if exc.err_code == pdfium.ERR_PASSWORD:
                 raise ImagingError(_password_or_not(data)) from None
             if b"%%EOF" not in tail:
                 raise ImagingError("PDF is truncated or corrupt: no end-of-file marker, cannot be read") from None
@@ -111,7 +110,7 @@ class PdfDocument:
 
     def _render_locked(self, index: int, y_dpi: int, paper: str) -> np.ndarray:
         try:
-            page = self._doc[index]
+            page = self._doc.page(index)
         except pdfium.PdfiumError as exc:
             raise ImagingError(f"PDF page {index + 1} cannot be read ({_reason(exc)})") from None
         try:
@@ -127,16 +126,14 @@ class PdfDocument:
             rows = page_rows(choose_paper(paper, width_pt, height_pt), y_dpi) * fold
             place = fit(width_pt / 72, height_pt / 72, rows, y_dpi * fold, enlarge=False)
             canvas = np.full((rows, FAX_WIDTH), 255, dtype=np.uint8)
-            bitmap = pdfium_c.FPDFBitmap_CreateEx(
-                FAX_WIDTH, rows, pdfium_c.FPDFBitmap_Gray,
-                canvas.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)), FAX_WIDTH,
-            )
+            lib = pdfium.library()
+            bitmap = lib.FPDFBitmap_CreateEx(FAX_WIDTH, rows, pdfium.BITMAP_GRAY, canvas.ctypes.data, FAX_WIDTH)
             if not bitmap:
                 raise ImagingError(f"PDF page {index + 1}: cannot allocate the render bitmap")
             try:
                 _render_with_deadline(bitmap, page, place, rotate, index)
             finally:
-                pdfium_c.FPDFBitmap_Destroy(bitmap)
+                lib.FPDFBitmap_Destroy(bitmap)
             return canvas
         finally:
             page.close()
@@ -162,24 +159,24 @@ def _put(target: queue.Queue, item: object, stop: threading.Event) -> bool:
     return False
 
 
-def _render_with_deadline(bitmap, page: pdfium.PdfPage, place, rotate: int, index: int) -> None:
+def _render_with_deadline(bitmap, page: pdfium.Page, place, rotate: int, index: int) -> None:
     """PDFium's progressive renderer, asked every few objects whether to pause: it pauses only when the
     deadline has passed, and then the page is abandoned. Same pixels and speed as FPDF_RenderPageBitmap."""
     deadline = time.monotonic() + PAGE_RENDER_SECONDS
-    callback = _PAUSE_CALLBACK(lambda _pause: int(time.monotonic() > deadline))
-    pause = pdfium_c.IFSDK_PAUSE(version=1, NeedToPauseNow=callback, user=None)
-    status = pdfium_c.FPDF_RenderPageBitmap_Start(
+    pause, _callback = pdfium.pause(lambda: time.monotonic() > deadline)
+    lib = pdfium.library()
+    status = lib.FPDF_RenderPageBitmap_Start(
         bitmap, page.raw, place.left, place.top, place.width, place.height, rotate, RENDER_FLAGS,
         ctypes.byref(pause),
     )
     try:
-        while status == pdfium_c.FPDF_RENDER_TOBECONTINUED:
+        while status == pdfium.RENDER_TOBECONTINUED:
             if time.monotonic() > deadline:
                 raise ImagingError(f"PDF page {index + 1} takes too long to render (over {PAGE_RENDER_SECONDS:g} s)")
-            status = pdfium_c.FPDF_RenderPage_Continue(page.raw, ctypes.byref(pause))
+            status = lib.FPDF_RenderPage_Continue(page.raw, ctypes.byref(pause))
     finally:
-        pdfium_c.FPDF_RenderPage_Close(page.raw)
-    if status != pdfium_c.FPDF_RENDER_DONE:
+        lib.FPDF_RenderPage_Close(page.raw)
+    if status != pdfium.RENDER_DONE:
         raise ImagingError(f"PDF page {index + 1} cannot be rendered")
 
 
@@ -196,10 +193,7 @@ def _password_or_not(data: bytes | str) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc)
-    if "(PDFium:" in text:
-        text = text.split("(PDFium:", 1)[1].rstrip(").").strip()
-    return text.lower() or "unknown error"
+    return str(exc).lower() or "unknown error"
 
 
 def _tail(path: str) -> bytes:

@@ -23,14 +23,16 @@ import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from PIL import Image, TiffImagePlugin
 
 from . import libtiff
 from .errors import ImagingError
 from .page import FAX_WIDTH, X_DPI, FaxPage
+
+if TYPE_CHECKING:
+    from PIL import Image, TiffImagePlugin
 
 COMPRESSIONS = ("mh", "mr", "mmr")
 TIFF_COMPRESSION = {"mh": 3, "mr": 3, "mmr": 4}
@@ -71,11 +73,15 @@ class _MinIsWhite:
     SAVE_INFO is module state, hence the lock."""
 
     def __enter__(self) -> None:
+        from PIL import TiffImagePlugin
+
         _SAVE_LOCK.acquire()
         self._saved = TiffImagePlugin.SAVE_INFO["1"]
         TiffImagePlugin.SAVE_INFO["1"] = (self._saved[0], self._saved[1], 0, *self._saved[3:])
 
     def __exit__(self, *exc: object) -> None:
+        from PIL import TiffImagePlugin
+
         TiffImagePlugin.SAVE_INFO["1"] = self._saved
         _SAVE_LOCK.release()
 
@@ -97,6 +103,8 @@ def encode_strip(page: FaxPage, compression: str = "mmr", *, byte_align: bool = 
 
 
 def _encode_strip_pillow(pixels: np.ndarray, compression: str, t4_options: int, x_dpi: int, y_dpi: int) -> bytes:
+    from PIL import Image
+
     info = {X_RESOLUTION: x_dpi, Y_RESOLUTION: y_dpi, RESOLUTION_UNIT: 2}
     if compression != "mmr":
         info[T4_OPTIONS] = t4_options
@@ -296,6 +304,8 @@ def _open_tiff(source: bytes | str | os.PathLike[str]) -> Image.Image:
     data = source if isinstance(source, bytes | bytearray) else _read(source)
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         raise ImagingError("not a TIFF file")
+    from PIL import Image
+
     try:
         return Image.open(io.BytesIO(data), formats=["TIFF"])
     except Exception as exc:
