@@ -8,10 +8,11 @@ import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from api import faxes
+from api import faxes, health
 from api.auth import AuthMiddleware, TokenCache
 from api.body import parse_body, read_body
 from api.envelope import KazooError, envelope, error_response
@@ -49,7 +50,7 @@ class AppContext:
 
     def cancel(self, fax_id: str, reason: str) -> None:
         if self.scheduler is not None:
-            self.scheduler.cancel(fax_id, reason)
+            self.scheduler.call_on_loop(self.scheduler.cancel, fax_id, reason)
 
     def copy_job(self, src: Fax, data: dict, folder: str) -> Fax:
         """resubmit (outbox) / forward (inbox): a new pending job with the source's pages.
@@ -79,6 +80,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     app = FastAPI(title="faxengine", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = ctx
     app.include_router(faxes.router)
+    app.include_router(health.router)
 
     @app.put("/v2/api_auth")
     async def api_auth(request: Request) -> Response:
@@ -90,10 +92,10 @@ def create_app(ctx: AppContext) -> FastAPI:
         if not isinstance(api_key, str) or not api_key:
             raise KazooError.validation({"api_key": {"required": {"message": "Field is required but missing",
                                                                   "value": "api_key"}}})
-        account = ctx.store.account_by_api_key(api_key)
+        account = await run_in_threadpool(ctx.store.account_by_api_key, api_key)
         if account is None:
             raise KazooError(404, "bad identifier", [api_key])
-        token, expires = ctx.store.create_token(account.id, ctx.config["auth"]["token_ttl"])
+        token, expires = await run_in_threadpool(ctx.store.create_token, account.id, ctx.config["auth"]["token_ttl"])
         ctx.tokens.remember(token, account.id, expires)
         data = {"account_id": account.id, "account_name": account.name, "owner_id": None,
                 "reseller_id": account.tree[0] if account.tree else account.id, "is_reseller": False,

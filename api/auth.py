@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
+
 from api.envelope import KazooError, error_response
 
-OPEN_ROUTES = {("PUT", "/v2/api_auth")}
+OPEN_ROUTES = {("PUT", "/v2/api_auth"), ("GET", "/v2/health")}
 
 
 class TokenCache:
@@ -17,6 +19,11 @@ class TokenCache:
         self.store = store
         self.max_entries = max_entries
         self._tokens: dict[str, tuple[str, float]] = {}
+
+    def cached(self, token: str) -> str | None:
+        """The account of a token already verified and not expired, without touching the store."""
+        hit = self._tokens.get(token)
+        return hit[0] if hit is not None and hit[1] >= time.time() else None
 
     def lookup(self, token: str) -> str | None:
         hit = self._tokens.get(token)
@@ -63,7 +70,9 @@ class AuthMiddleware:
         if (scope["method"], scope["path"].rstrip("/")) in OPEN_ROUTES:
             return await self.app(scope, receive, send)
         token = token_from_scope(scope)
-        account_id = self.tokens.lookup(token) if token else None
+        account_id = None
+        if token:   # a token not seen yet is checked in the store, off the event loop
+            account_id = self.tokens.cached(token) or await run_in_threadpool(self.tokens.lookup, token)
         if account_id is None:
             resp = error_response(KazooError.system("invalid_credentials"), auth_token=token)
             return await resp(scope, receive, send)

@@ -103,8 +103,15 @@ class FaxMailHandler:
         except Exception:
             log.exception("smtplog entry lost: %s", doc)
 
+    # The handlers' store work runs on worker threads: the event loop also carries T.38 calls.
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,  # noqa: N802
                           rcpt_options: list) -> str:
+        return await asyncio.to_thread(self._rcpt, session, envelope, address)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+        return await asyncio.to_thread(self._data, session, envelope)
+
+    def _rcpt(self, session: Session, envelope: Envelope, address: str) -> str:
         sender = (envelope.mail_from or "").strip()
         local, _, domain = address.partition("@")
         account = self.ctx.store.account_by_domain(domain) if domain else None
@@ -134,7 +141,7 @@ class FaxMailHandler:
         session.__dict__.setdefault("fax_targets", []).append((address, account.id, number))
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    def _data(self, session: Session, envelope: Envelope) -> str:
         targets = session.__dict__.pop("fax_targets", [])
         raw = envelope.original_content or envelope.content or b""
         if isinstance(raw, str):

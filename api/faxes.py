@@ -1,4 +1,8 @@
-"""The faxes routes under /v2/accounts/{ACCOUNT_ID}/faxes (Kazoo 4.3 set plus 3.x POST/PATCH/DELETE)."""
+"""The faxes routes under /v2/accounts/{ACCOUNT_ID}/faxes (Kazoo 4.3 set plus 3.x POST/PATCH/DELETE).
+
+Store work never runs on the event loop (it also carries the T.38 calls): routes without a body are
+plain ``def`` (FastAPI runs them in its thread pool); routes with one read it on the loop, then hand
+the rest to ``run_in_threadpool``."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from api.body import RequestBody, parse_body, read_body
@@ -61,7 +66,7 @@ def reply(request: Request, data: Any, *, revision: str | None = None, status_co
 
 async def body_of(request: Request, *, allow_files: bool = True) -> RequestBody:
     raw = await read_body(request, ctx(request).config["api"]["max_body_bytes"])
-    return parse_body(request.headers.get("content-type"), raw, allow_files=allow_files)
+    return await run_in_threadpool(parse_body, request.headers.get("content-type"), raw, allow_files=allow_files)
 
 
 def bad_identifier(fax_id: str) -> KazooError:
@@ -266,8 +271,12 @@ def _fax_fetcher(request: Request, account_id: str, direction: str, statuses, co
 @router.put("")
 @router.put("/outgoing")
 async def create_outgoing(request: Request, account_id: str) -> Response:
-    authorize(request, account_id)
+    await run_in_threadpool(authorize, request, account_id)
     body = await body_of(request)
+    return await run_in_threadpool(_create, request, account_id, body)
+
+
+def _create(request: Request, account_id: str, body: RequestBody) -> Response:
     envelope_ = dict(body.envelope)
     if body.files and "data" not in envelope_:
         # A bare document: the job's fields may come from the query string.
@@ -278,7 +287,7 @@ async def create_outgoing(request: Request, account_id: str) -> Response:
 
 
 @router.get("/outgoing")
-async def list_outgoing(request: Request, account_id: str) -> Response:
+def list_outgoing(request: Request, account_id: str) -> Response:
     authorize(request, account_id)
     columns_only = not any(k.startswith(("filter_", "has_", "key_missing", "missing_value"))
                            for k in request.query_params)
@@ -290,17 +299,25 @@ async def list_outgoing(request: Request, account_id: str) -> Response:
 
 
 @router.get("/outgoing/{fax_id}")
-async def get_outgoing(request: Request, account_id: str, fax_id: str) -> Response:
+def get_outgoing(request: Request, account_id: str, fax_id: str) -> Response:
     authorize(request, account_id)
     f = load(request, account_id, fax_id, "outgoing")
     return reply(request, render_job(f), revision=f.rev)
 
 
-async def _edit(request: Request, account_id: str, fax_id: str, merge: bool) -> Response:
+def _authorized_load(request: Request, account_id: str, fax_id: str, folder: str) -> Fax:
     authorize(request, account_id)
-    c = ctx(request)
-    f = load(request, account_id, fax_id, "outgoing")
+    return load(request, account_id, fax_id, folder)
+
+
+async def _edit(request: Request, account_id: str, fax_id: str, merge: bool) -> Response:
+    f = await run_in_threadpool(_authorized_load, request, account_id, fax_id, "outgoing")
     body = await body_of(request)
+    return await run_in_threadpool(_edit_sync, request, f, body, merge)
+
+
+def _edit_sync(request: Request, f: Fax, body: RequestBody, merge: bool) -> Response:
+    c = ctx(request)
     if f.status == "processing":
         raise KazooError(409, "job_in_progress", {"message": "the fax is being transmitted; try again when it ends"})
     data = body.envelope.get("data", {} if body.files else None)
@@ -352,7 +369,7 @@ async def patch_outgoing(request: Request, account_id: str, fax_id: str) -> Resp
 
 
 @router.delete("/outgoing/{fax_id}")
-async def delete_outgoing(request: Request, account_id: str, fax_id: str) -> Response:
+def delete_outgoing(request: Request, account_id: str, fax_id: str) -> Response:
     authorize(request, account_id)
     c = ctx(request)
     for _ in range(5):
@@ -379,7 +396,7 @@ FOLDERS = {"outbox": ("out", FINISHED), "inbox": ("in", ("completed",)), "incomi
 def _folder_list(folder: str):  # noqa: ANN202
     direction, statuses = FOLDERS[folder]
 
-    async def handler(request: Request, account_id: str) -> Response:
+    def handler(request: Request, account_id: str) -> Response:
         authorize(request, account_id)
         fetch = _fax_fetcher(request, account_id, direction, statuses, False)
         return listing(request, fetch, lambda f: render_folder_doc(f, folder), lambda f: (f.created, f.id))
@@ -387,7 +404,7 @@ def _folder_list(folder: str):  # noqa: ANN202
 
 
 def _folder_get(folder: str):  # noqa: ANN202
-    async def handler(request: Request, account_id: str, fax_id: str) -> Response:
+    def handler(request: Request, account_id: str, fax_id: str) -> Response:
         authorize(request, account_id)
         f = load(request, account_id, fax_id, folder)
         return reply(request, render_folder_doc(f, folder), revision=f.rev)
@@ -395,7 +412,7 @@ def _folder_get(folder: str):  # noqa: ANN202
 
 
 def _folder_delete(folder: str):  # noqa: ANN202
-    async def handler(request: Request, account_id: str, fax_id: str) -> Response:
+    def handler(request: Request, account_id: str, fax_id: str) -> Response:
         authorize(request, account_id)
         f = load(request, account_id, fax_id, folder)
         if f.status in ("processing", "receiving"):
@@ -409,7 +426,7 @@ def _folder_delete(folder: str):  # noqa: ANN202
 
 
 def _attachment_get(folder: str):  # noqa: ANN202
-    async def handler(request: Request, account_id: str, fax_id: str) -> Response:
+    def handler(request: Request, account_id: str, fax_id: str) -> Response:
         authorize(request, account_id)
         f = load(request, account_id, fax_id, folder)
         fmt = request.query_params.get("format")
@@ -423,7 +440,7 @@ def _attachment_get(folder: str):  # noqa: ANN202
         if request.headers.get("if-none-match") == etag:
             return Response(status_code=304, headers={"ETag": etag})
         try:
-            found = await ctx(request).documents.attachment(f, fmt)
+            found = ctx(request).documents.attachment_sync(f, fmt)
         except Exception as exc:  # a converter failure: say so, like crossbar's datastore_fault
             raise KazooError(500, "datastore_fault", {"cause": str(exc), "message": "unknown failure"}) from exc
         if found is None:
@@ -440,7 +457,7 @@ def _attachment_get(folder: str):  # noqa: ANN202
 
 
 def _attachment_delete(folder: str):  # noqa: ANN202
-    async def handler(request: Request, account_id: str, fax_id: str) -> Response:
+    def handler(request: Request, account_id: str, fax_id: str) -> Response:
         authorize(request, account_id)
         f = load(request, account_id, fax_id, folder)
         if f.status in ("processing", "receiving"):
@@ -460,10 +477,14 @@ for _folder in ("outbox", "inbox", "incoming"):
 
 
 async def _action(request: Request, account_id: str, fax_id: str, folder: str, allowed: str) -> Response:
-    authorize(request, account_id)
-    c = ctx(request)
-    f = load(request, account_id, fax_id, folder)
+    f = await run_in_threadpool(_authorized_load, request, account_id, fax_id, folder)
     body = await body_of(request, allow_files=False)
+    return await run_in_threadpool(_action_sync, request, account_id, f, body, folder, allowed)
+
+
+def _action_sync(request: Request, account_id: str, f: Fax, body: RequestBody, folder: str,
+                 allowed: str) -> Response:
+    c = ctx(request)
     action = body.envelope.get("action")
     if action is None:
         raise KazooError.validation({"action": {"required": {"message": "action required", "value": "action"}}})
@@ -492,7 +513,7 @@ async def forward(request: Request, account_id: str, fax_id: str) -> Response:
 # ------------------------------------------------------------------ smtplog
 
 @router.get("/smtplog")
-async def list_smtplog(request: Request, account_id: str) -> Response:
+def list_smtplog(request: Request, account_id: str) -> Response:
     authorize(request, account_id)
     created_from, created_to = _ranges(request)
     store = ctx(request).store
@@ -514,7 +535,7 @@ async def list_smtplog(request: Request, account_id: str) -> Response:
 
 
 @router.get("/smtplog/{log_id}")
-async def get_smtplog(request: Request, account_id: str, log_id: str) -> Response:
+def get_smtplog(request: Request, account_id: str, log_id: str) -> Response:
     authorize(request, account_id)
     m = MODB_PREFIX.match(log_id)
     r = ctx(request).store.get_smtplog(account_id, m.group(3) if m else log_id)

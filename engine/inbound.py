@@ -59,13 +59,22 @@ class InboundRecorder:
         return account.id if account else default_account
 
     def progress(self, fax_id: str, state: dict) -> None:
-        try:
-            self.store.set_progress(fax_id, state)
-        except Exception:
-            log.exception("progress of reception %s not recorded", fax_id)
+        """Called from the receiving T.30 session on the event loop: the write is queued, not awaited."""
+        self.store.set_progress_later(fax_id, state)
+
+    async def begin_async(self, account_id: str, **fields: str) -> Fax:
+        """``begin`` off the event loop."""
+        return await asyncio.to_thread(lambda: self.begin(account_id, **fields))
 
     async def finish(self, fax_id: str, result: SessionResult, pages: list[FaxPage]) -> Fax:
-        """Store the pages and the outcome; a 'successful' reception without pages is a failure."""
+        """Store the pages and the outcome; a 'successful' reception without pages is a failure.
+        The store work runs on a worker thread; the notifier is called back on the loop."""
+        new = await asyncio.to_thread(self.finish_sync, fax_id, result, pages)
+        if self.notifier is not None:
+            self.notifier.inbound_finished(new)
+        return new
+
+    def finish_sync(self, fax_id: str, result: SessionResult, pages: list[FaxPage]) -> Fax:
         if result.success and not pages:
             result.success = False
             result.error_message = "no pages received"
@@ -75,7 +84,7 @@ class InboundRecorder:
         doc["pages"] = len(pages)
         if pages:
             try:
-                tiff = await asyncio.to_thread(pages_to_tiff, pages)
+                tiff = pages_to_tiff(pages)
                 self.store.put_attachment(fax_id, "received_file.tiff", "image/tiff", tiff)
             except Exception as exc:
                 log.exception("received pages of %s not stored", fax_id)
@@ -83,7 +92,4 @@ class InboundRecorder:
                 result.error_message = f"received pages could not be stored: {exc}"
         doc["rx_result"] = rx_result(result, len(pages))
         status = "completed" if result.success else "failed"
-        new = self.store.update_fax(fax_id, doc=doc, status=status, progress={"phase": "done", "status": status})
-        if self.notifier is not None:
-            self.notifier.inbound_finished(new)
-        return new
+        return self.store.update_fax(fax_id, doc=doc, status=status, progress={"phase": "done", "status": status})

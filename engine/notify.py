@@ -92,11 +92,11 @@ class Notifier:
             sms_text = subject if ok else f"{subject}: {tx.get('error_message') or 'unknown error'}"
             jobs.append(self._deliver(f.id, "sms", number, event,
                                       lambda n=number, t=sms_text: self._send_sms(n, doc.get("from_number", ""), t)))
-        jobs += self._webhooks(f, event)
+        jobs += await self._webhooks(f, event)
         await asyncio.gather(*jobs)
 
     async def _inbound(self, f: Fax) -> None:
-        account = self.store.get_account(f.account_id)
+        account = await asyncio.to_thread(self.store.get_account, f.account_id)
         ok = f.status == "completed"
         event = "inbound_fax" if ok else "inbound_fax_error"
         rx = f.doc.get("rx_result") or {}
@@ -115,7 +115,7 @@ class Notifier:
                 attachment = None
             jobs.append(self._deliver(f.id, "email", ",".join(email_to), event,
                                       lambda: self._send_email(email_to, subject, text, attachment, f)))
-        jobs += self._webhooks(f, event)
+        jobs += await self._webhooks(f, event)
         await asyncio.gather(*jobs)
 
     async def _pdf(self, f: Fax) -> bytes | None:
@@ -135,7 +135,7 @@ class Notifier:
         for attempt in range(1, tries + 1):
             try:
                 await asyncio.to_thread(send)
-                self._log(fax_id, kind, target, event, True, attempt, "")
+                await asyncio.to_thread(self._log, fax_id, kind, target, event, True, attempt, "")
                 return True
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
@@ -143,7 +143,7 @@ class Notifier:
                             error)
                 if attempt < tries:
                     await asyncio.sleep(float(self.cfg["retry_delay"]))
-        self._log(fax_id, kind, target, event, False, tries, error)
+        await asyncio.to_thread(self._log, fax_id, kind, target, event, False, tries, error)
         return False
 
     def _log(self, fax_id: str, kind: str, target: str, event: str, ok: bool, tries: int, error: str) -> None:
@@ -184,9 +184,9 @@ class Notifier:
         headers = {"Authorization": f"Bearer {sms['token']}"} if sms["token"] else {}
         self._post_json(sms["url"], {"to": to, "from": sender, "text": text}, headers, float(sms["timeout"]))
 
-    def _webhooks(self, f: Fax, event: str) -> list:
+    async def _webhooks(self, f: Fax, event: str) -> list:
         hook = self.cfg["webhook"]
-        account = self.store.get_account(f.account_id)
+        account = await asyncio.to_thread(self.store.get_account, f.account_id)
         urls = [hook["url"]] if hook["url"] else []
         if account and isinstance(account.settings.get("webhook_url"), str):
             urls.append(account.settings["webhook_url"])

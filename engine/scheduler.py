@@ -2,7 +2,10 @@
 
 State moves only through conditional store updates (pending -> processing by ``Store.claim``,
 processing -> completed/pending/failed by ``release``), so a job always ends with a reason, also
-after a crash: at start-up a job found ``processing`` is released as an interrupted attempt."""
+after a crash: at start-up a job found ``processing`` is released as an interrupted attempt.
+
+Store work runs on worker threads (``asyncio.to_thread``), never on the event loop, so a slow store
+does not stall the T.38 calls and API requests that share the loop."""
 
 from __future__ import annotations
 
@@ -72,13 +75,15 @@ class Scheduler:
         self._task: asyncio.Task | None = None
         self._stopping = False
         self._last_stale_check = time.time()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
+        self._event_loop = asyncio.get_running_loop()
         for channel in self.channels.values():
             await channel.start()
-        self.recover()
+        await asyncio.to_thread(self.recover)
         if self.cfg["enabled"]:
             self._task = asyncio.create_task(self._loop(), name="scheduler")
 
@@ -86,8 +91,9 @@ class Scheduler:
         self._stopping = True
         self._wake.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(asyncio.shield(self._task), 5)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.shield(self._task)
             self._task.cancel()
         for run in list(self._running.values()):
             self.cancel(run.job_id, "interrupted: the fax engine is shutting down", final=False)
@@ -120,16 +126,28 @@ class Scheduler:
     def _stale_before(self) -> float:
         return time.time() - float(self.cfg["attempt_timeout"]) - 120
 
-    def _recover_stale(self) -> None:
+    def _recover_stale(self, running: set[str]) -> None:
         """Jobs claimed long ago by a node that never released them (it died and did not come back)."""
         for job in self.store.processing_jobs(stale_before=self._stale_before()):
-            if job.id not in self._running:
+            if job.id not in running:
                 log.warning("job %s claimed by %s at %s is stale; releasing it", job.id, job.node, job.claimed_at)
                 self.release(job, SessionResult(success=False, error_code="interrupted", retryable=True,
                                                 error_message="interrupted: the node sending it stopped responding"))
 
     def wake(self) -> None:
-        self._wake.set()
+        self.call_on_loop(self._wake.set)
+
+    def call_on_loop(self, fn, *args) -> None:  # noqa: ANN001
+        """Run ``fn`` on the scheduler's event loop: API handlers and the SMTP gateway call in from threads."""
+        loop = self._event_loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop or loop.is_closed():
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
 
     def running(self) -> list[str]:
         return list(self._running)
@@ -153,7 +171,7 @@ class Scheduler:
         # Checks _stopping itself: on 3.11 a cancellation that races with the wake-up can be swallowed.
         while not self._stopping:
             try:
-                self._tick()
+                await self._tick()
             except Exception:
                 log.exception("scheduler tick failed")
             self._wake.clear()
@@ -161,27 +179,34 @@ class Scheduler:
                 async with asyncio.timeout(self.cfg["poll_interval"]):
                     await self._wake.wait()
 
-    def _tick(self) -> None:
+    async def _tick(self) -> None:
         now = time.time()
         if now - self._last_stale_check > 60:
             self._last_stale_check = now
-            self._recover_stale()
+            await asyncio.to_thread(self._recover_stale, set(self._running))
         if self._running:  # cancellations requested through another node or process
-            for job_id, reason in self.store.cancel_requests(self._running).items():
-                if self._running[job_id].cancel_reason is None:
+            requests = await asyncio.to_thread(self.store.cancel_requests, list(self._running))
+            for job_id, reason in requests.items():
+                run = self._running.get(job_id)
+                if run is not None and run.cancel_reason is None:
                     self.cancel(job_id, reason)
         now = time.time()
-        due = self.store.due_jobs(now, self.cfg["claim_batch"])
+        due = await asyncio.to_thread(self.store.due_jobs, now, self.cfg["claim_batch"])
         if not due:
             return
-        per_account, numbers = self.store.busy_lines()
+        per_account, numbers = await asyncio.to_thread(self.store.busy_lines)
         limit = self.cfg["max_outbound_per_account"]
+        serialize = bool(self.cfg["serialize_destinations"])
         for job in due:
+            if self._stopping:
+                return
+            # A first cut from one snapshot; the claim itself re-checks both limits atomically.
             if per_account.get(job.account_id, 0) >= limit:
                 continue
-            if self.cfg["serialize_destinations"] and job.to_number in numbers:
+            if serialize and job.to_number in numbers:
                 continue
-            claimed = self.store.claim(job.id, self.node)
+            claimed = await asyncio.to_thread(self.store.claim, job.id, self.node, account_limit=limit,
+                                              one_per_destination=serialize)
             if claimed is None:
                 continue
             per_account[job.account_id] = per_account.get(job.account_id, 0) + 1
@@ -208,8 +233,7 @@ class Scheduler:
             key = (state.get("phase"), state.get("page"))
             if key != last["key"] or now - last["at"] > 0.5:
                 last["at"], last["key"] = now, key
-                with contextlib.suppress(Exception):
-                    self.store.set_progress(job.id, state)
+                self.store.set_progress_later(job.id, state)
 
         try:
             result = await self._attempt_body(job, run, progress)
@@ -232,7 +256,7 @@ class Scheduler:
                 result.error_message = run.cancel_reason
             result.error_code = result.error_code or "aborted"
         try:
-            self.release(job, result)
+            await asyncio.to_thread(self.release, job, result)
         except Exception:
             log.exception("release of job %s failed", job.id)
         self.wake()
@@ -255,7 +279,8 @@ class Scheduler:
                             from_name=str(doc.get("from_name") or ""))
         progress({"phase": "dialing", "event": "phase", "pages": len(prepared.pages), "channel": channel.name})
         try:
-            return await asyncio.wait_for(channel.send(call, progress), self.cfg["attempt_timeout"])
+            async with asyncio.timeout(self.cfg["attempt_timeout"]):   # not wait_for: it can eat a cancel (3.11)
+                return await channel.send(call, progress)
         except TimeoutError:
             channel.abort(job.id, "fax job timed out")
             return SessionResult(success=False, error_code="timeout", error_message="fax job timed out",
@@ -298,7 +323,11 @@ class Scheduler:
                 continue
             log.info("job %s attempt %d: %s (%s)", cur.id, attempts, status, result.error_message or "ok")
             if status in ("completed", "failed") and self.notifier is not None:
-                self.notifier.outbound_finished(new)
+                self._notify(new)
             return new
         log.error("could not release job %s", job.id)
         return None
+
+    def _notify(self, f: Fax) -> None:
+        """Hand a finished job to the notifier on the event loop (release runs on a worker thread)."""
+        self.call_on_loop(self.notifier.outbound_finished, f)

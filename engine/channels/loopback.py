@@ -34,8 +34,9 @@ class LoopbackChannel(Channel):
                                  error_message=f"loopback channel unavailable: {exc}")
         clock = MonotonicClock()
         call_id = uuid.uuid4().hex
-        record = self.inbound.begin(call.account_id, from_number=call.from_number, to_number=call.to_number,
-                                    from_name=call.from_name, call_id=call_id, channel=self.name)
+        record = await self.inbound.begin_async(call.account_id, from_number=call.from_number,
+                                                to_number=call.to_number, from_name=call.from_name, call_id=call_id,
+                                                channel=self.name)
         received = []
         pacing = bool(self.cfg["pacing"])
         local = (self.cfg["address"], 0)
@@ -56,7 +57,8 @@ class LoopbackChannel(Channel):
                 tx = await sender.run()
             finally:
                 try:
-                    rx = await asyncio.wait_for(asyncio.shield(rx_task), float(self.cfg["timeout"]))
+                    async with asyncio.timeout(float(self.cfg["timeout"])):   # wait_for can eat a cancel (3.11)
+                        rx = await asyncio.shield(rx_task)
                 except (TimeoutError, asyncio.CancelledError):
                     receiver.abort("sender gone")
                     rx = await rx_task

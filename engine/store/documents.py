@@ -102,18 +102,14 @@ class DocumentService:
 
     async def prepare(self, job: Fax) -> PreparedDocument:
         """The pages to send: the stored TIFF-F, else the originals (fetched if need be) converted once."""
-        cached = self.store.get_attachment(job.id, "fax_file.tiff")
+        cached = await asyncio.to_thread(self.store.get_attachment, job.id, "fax_file.tiff")
         if cached is not None:
             try:
                 pages = await asyncio.to_thread(tiff_to_pages, cached[1])
             except Exception as exc:
                 raise DocumentError(f"stored fax pages unreadable: {exc}") from None
             return PreparedDocument(pages, cached[1])
-        originals = []
-        for name, _ctype in self.originals(job.id):
-            found = self.store.get_attachment(job.id, name)
-            if found is not None:
-                originals.append((name, found[1]))
+        originals = await asyncio.to_thread(self._original_bytes, job.id)
         if not originals:
             document = job.doc.get("document")
             if not isinstance(document, dict) or not document.get("url"):
@@ -124,14 +120,26 @@ class DocumentService:
                 raise DocumentError(str(exc)) from None
             ctype = sniff(fetched.data, fetched.content_type)
             name = f"original_file.{EXTENSIONS.get(ctype, 'bin')}"
-            self.store.put_attachment(job.id, name, ctype, fetched.data)
+            await asyncio.to_thread(self.store.put_attachment, job.id, name, ctype, fetched.data)
             originals.append((name, fetched.data))
         prepared = await asyncio.to_thread(convert_documents, originals)
-        self.store.put_attachment(job.id, "fax_file.tiff", "image/tiff", prepared.tiff)
+        await asyncio.to_thread(self.store.put_attachment, job.id, "fax_file.tiff", "image/tiff", prepared.tiff)
         return prepared
+
+    def _original_bytes(self, fax_id: str) -> list[tuple[str, bytes]]:
+        originals = []
+        for name, _ctype in self.originals(fax_id):
+            found = self.store.get_attachment(fax_id, name)
+            if found is not None:
+                originals.append((name, found[1]))
+        return originals
 
     async def attachment(self, f: Fax, fmt: str) -> tuple[str, bytes, str] | None:
         """(content type, bytes, extension) of a fax in ``fmt`` (pdf, tiff, original), or None."""
+        return await asyncio.to_thread(self.attachment_sync, f, fmt)
+
+    def attachment_sync(self, f: Fax, fmt: str) -> tuple[str, bytes, str] | None:
+        """``attachment`` for worker threads (store reads, and the PDF made once and kept)."""
         tiff_name = TIFF_OF[f.direction]
         if fmt == "original":
             if f.direction == "in":
@@ -151,7 +159,7 @@ class DocumentService:
         found = self.store.get_attachment(f.id, tiff_name)
         if found is None:
             return None
-        pdf = await asyncio.to_thread(tiff_to_pdf, found[1])
+        pdf = tiff_to_pdf(found[1])
         self.store.put_attachment(f.id, "pdf_file.pdf", "application/pdf", pdf)
         return "application/pdf", pdf, "pdf"
 

@@ -5,21 +5,26 @@ a release and an API edit can never silently overwrite one another."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, tuple_, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import and_, create_engine, delete, event, func, insert, or_, select, text, tuple_, update
+from sqlalchemy.engine import Connection, Engine
 
 from engine.store.schema import accounts, attachments, auth_tokens, faxes, metadata, notify_log, smtplog
+
+log = logging.getLogger(__name__)
 
 GREGORIAN_OFFSET = 62167219200  # seconds from 0000-01-01 to 1970-01-01 (Kazoo times)
 
@@ -136,13 +141,24 @@ class Store:
         self.engine = _sqlite_engine(url) if self.is_sqlite else create_engine(url, pool_size=10, max_overflow=20,
                                                                                 pool_pre_ping=True)
         metadata.create_all(self.engine)
-        self._lock = threading.Lock()
+        # SQLite has one writer: our threads queue on this lock instead of polling the file lock.
+        self._lock = threading.RLock()
+        self._progress_lock = threading.Lock()
+        self._progress_due: dict[str, dict] = {}
+        self._progress_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-progress")
 
     def close(self) -> None:
+        self._progress_pool.shutdown(wait=True)
         self.engine.dispose()
 
-    def _write(self):
-        return self.engine.connect().execution_options(write=True)
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self.is_sqlite:
+            with self._lock, self.engine.connect().execution_options(write=True) as conn:
+                yield conn
+        else:
+            with self.engine.connect() as conn:
+                yield conn
 
     def _read(self):
         return self.engine.connect()
@@ -284,8 +300,31 @@ class Store:
         return self.get_fax(fax_id, include_deleted=True)
 
     def set_progress(self, fax_id: str, progress: dict) -> None:
+        """Live progress of a call in progress (a finished job keeps its final progress)."""
         with self._write() as conn, conn.begin():
-            conn.execute(update(faxes).where(faxes.c.id == fax_id).values(progress=dumps(progress)))
+            conn.execute(update(faxes).where(faxes.c.id == fax_id, faxes.c.status.in_(("processing", "receiving")))
+                         .values(progress=dumps(progress)))
+
+    def set_progress_later(self, fax_id: str, progress: dict) -> None:
+        """set_progress on a writer thread, for callers on the event loop (a T.30 session must not wait
+        on the store); states not yet written are replaced by the newest."""
+        with self._progress_lock:
+            queued = fax_id in self._progress_due
+            self._progress_due[fax_id] = progress
+        if not queued:
+            try:
+                self._progress_pool.submit(self._write_progress, fax_id)
+            except RuntimeError:   # closed
+                self._progress_due.pop(fax_id, None)
+
+    def _write_progress(self, fax_id: str) -> None:
+        with self._progress_lock:
+            state = self._progress_due.pop(fax_id, None)
+        if state is not None:
+            try:
+                self.set_progress(fax_id, state)
+            except Exception:
+                log.exception("progress of %s not recorded", fax_id)
 
     def list_faxes(self, account_id: str, direction: str, *, statuses: Iterable[str] | None = None,
                    start_key: tuple[int, str] | None = None, limit: int | None = 50,
@@ -340,16 +379,38 @@ class Store:
                 numbers.add(to_number)
         return per_account, numbers
 
-    def claim(self, fax_id: str, node: str) -> Fax | None:
-        """pending -> processing, atomically; None if someone else got it first."""
+    def claim(self, fax_id: str, node: str, *, account_limit: int | None = None,
+              one_per_destination: bool = False) -> Fax | None:
+        """pending -> processing, atomically; None if someone else got it first, or if the account already
+        has ``account_limit`` jobs in transmission, or (``one_per_destination``) its number is being called.
+
+        The limits are checked inside the claiming transaction: on SQLite that transaction holds the
+        database's only write lock; on PostgreSQL it takes transaction-scoped advisory locks on the
+        account and on the destination number (always in that order), so two nodes cannot both pass."""
         now = time.time()
         with self._write() as conn, conn.begin():
-            q = (select(faxes.c.rev, faxes.c.doc).where(faxes.c.id == fax_id, faxes.c.status == "pending",
-                                                         faxes.c.deleted.is_(False))
+            q = (select(faxes.c.rev, faxes.c.doc, faxes.c.account_id, faxes.c.to_number)
+                 .where(faxes.c.id == fax_id, faxes.c.status == "pending", faxes.c.deleted.is_(False))
                  .with_for_update(skip_locked=True))
             row = conn.execute(q).first()
             if row is None:
                 return None
+            account_id, to_number = row[2], row[3]
+            busy = and_(faxes.c.direction == "out", faxes.c.status == "processing")
+            if not self.is_sqlite:
+                keys = ([f"faxengine-account:{account_id}"] if account_limit is not None else []) + \
+                    ([f"faxengine-destination:{to_number}"] if one_per_destination else [])
+                for key in keys:
+                    conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key})
+            if account_limit is not None:
+                n = conn.execute(select(func.count()).select_from(faxes)
+                                 .where(busy, faxes.c.account_id == account_id)).scalar_one()
+                if n >= account_limit:
+                    return None
+            if one_per_destination:
+                same = conn.execute(select(faxes.c.id).where(busy, faxes.c.to_number == to_number).limit(1)).first()
+                if same is not None:
+                    return None
             doc = json.loads(row[1])
             res = conn.execute(update(faxes).where(faxes.c.id == fax_id, faxes.c.rev == row[0],
                                                    faxes.c.status == "pending")

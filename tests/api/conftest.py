@@ -103,3 +103,23 @@ def finished_job(api) -> str:
     fax_id = r.json()["data"]["id"]
     api.wait_status(fax_id, timeout=120)
     return fax_id
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A PostgreSQL URL: FAXENGINE_TEST_PG_URL, or a throwaway cluster; skipped only without the server
+    binaries or psycopg (install the Debian package 'postgresql' and the 'pg' extra)."""
+    url = os.environ.get("FAXENGINE_TEST_PG_URL", "")
+    if url:
+        yield url
+        return
+    from faxapi_pg import PgCluster, server_bin_dir
+
+    if server_bin_dir() is None:
+        pytest.skip("PostgreSQL server binaries missing: apt-get install postgresql (or set FAXENGINE_TEST_PG_URL)")
+    pytest.importorskip("psycopg", reason="pip install 'psycopg[binary]' (the 'pg' extra)")
+    cluster = PgCluster()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()

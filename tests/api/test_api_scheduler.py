@@ -4,7 +4,6 @@ the far end so that busy/no-answer/training outcomes and concurrency can be driv
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import pytest
@@ -66,19 +65,14 @@ def busy() -> SessionResult:
     return SessionResult(success=False, error_code="busy", error_message="line busy", retryable=True)
 
 
-PG_URL = os.environ.get("FAXENGINE_TEST_PG_URL", "")
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
         s = Store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
     else:
-        if not PG_URL:
-            pytest.skip("set FAXENGINE_TEST_PG_URL=postgresql+psycopg://... to run the store on PostgreSQL")
         from engine.store.schema import metadata
 
-        s = Store(PG_URL)
+        s = Store(request.getfixturevalue("pg_url"))
         metadata.drop_all(s.engine)
         metadata.create_all(s.engine)
     yield s
