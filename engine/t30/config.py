@@ -23,6 +23,7 @@ class T30Config:
     t5: float = 60.0
     tries: int = 3
     tcf_first_byte_timeout: float = 4.5
+    sink_grace: float = 1.0            # ECM receiver: how long a busy page sink may take before we answer RNR
     turnaround: float = 0.075          # silence between V.21 and high-speed signals
     max_page_retrains: int = 3         # RTN answers tolerated for one page
     ppr_per_speed: int = 4             # PPRs for one block before CTC/EOR

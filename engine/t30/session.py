@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -56,7 +57,7 @@ class _Received:
 
 class T30Session:
     def __init__(self, phy: Phy, clock: Clock, config: T30Config, *, send_pages: Sequence[FaxPage] | None = None,
-                 on_page: Callable[[FaxPage, int], None] | None = None, calling: bool = True,
+                 on_page: Callable[[FaxPage, int], Awaitable[None] | None] | None = None, calling: bool = True,
                  progress: Callable[[dict], None] | None = None):
         config.validate()
         self.phy = phy
@@ -145,6 +146,8 @@ class T30Session:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._bounded(self._send_frames([fcf.build(fcf.DCN, x=self.x)]), 10.0)
         await self._hangup()
+        with contextlib.suppress(Exception, asyncio.CancelledError):   # pages confirmed before the failure
+            await self._await_pending_sinks()
         self.result.duration = self.clock.now() - self._start
         self._progress()
 
@@ -579,6 +582,7 @@ class T30Session:
         self._rx_got_image = False
         self._rx_ppm_answer: int | None = None
         self._rx_expected_frames = 0
+        self._pending_sinks: list[asyncio.Future] = []
         state = "dis"
         while state != "done":
             self._check_abort()
@@ -590,6 +594,15 @@ class T30Session:
                 state = await self._rx_page()
             elif state == "end":
                 state = await self._rx_end()
+        await self._await_pending_sinks()
+
+    async def _await_pending_sinks(self) -> None:
+        """Pages still being stored (non-ECM, slow sink): the result waits for them (at most T5 each)."""
+        for task in getattr(self, "_pending_sinks", []):
+            if not await self._sink_done(task, self.config.t5):
+                task.cancel()
+                raise self._fail("internal_error", f"a received page was not stored within T5 ({self.config.t5:g} s)")
+        self._pending_sinks = []
 
     async def _rx_phase_b(self, dis_frames: list[bytes]) -> str:
         """Send CSI/DIS every T4 until a command arrives or T1 runs out.
@@ -822,7 +835,11 @@ class T30Session:
         self._rx_got_image = False
         self._rx_ppm_answer = verdict
         if verdict in (fcf.MCF, fcf.RTP):
-            self._deliver(page, bad_rows)
+            # Without ECM there is no RNR, and the answer is due within T4: a sink slower than
+            # ``sink_grace`` finishes in the background and the session waits for it before it ends.
+            sink = self._deliver(page, bad_rows)
+            if not await self._sink_done(sink, self.config.sink_grace):
+                self._pending_sinks.append(sink)
         await self._respond(verdict)
         return self._rx_next_state(ppm, verdict)
 
@@ -853,15 +870,66 @@ class T30Session:
         page = FaxPage(pixels=pixels, y_dpi=dcs.y_dpi)
         return page, int(decoded.bad_rows), verdict
 
-    def _deliver(self, page: FaxPage | None, bad_rows: int) -> None:
+    def _deliver(self, page: FaxPage | None, bad_rows: int) -> asyncio.Future | None:
+        """Hand the page to ``on_page``; an asynchronous sink comes back as a task still running."""
         if page is None:
-            return
+            return None
         self.result.pages_received += 1
         self.result.bad_rows += bad_rows
         self._page_no = self.result.pages_received
-        if self.on_page is not None:
-            self.on_page(page, bad_rows)
+        sink = self.on_page(page, bad_rows) if self.on_page is not None else None
         self._progress(received=self.result.pages_received)
+        return asyncio.ensure_future(sink) if inspect.isawaitable(sink) else None
+
+    async def _sink_done(self, task: asyncio.Future | None, seconds: float) -> bool:
+        """Wait up to ``seconds`` of clock time for the page sink; its failure ends the session."""
+        if task is None:
+            return True
+        if not task.done() and seconds > 0:
+            timer = asyncio.ensure_future(self.clock.sleep(seconds))
+            try:
+                await asyncio.wait({task, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+        if not task.done():
+            return False
+        task.result()       # re-raises the sink's exception: internal_error, with DCN
+        return True
+
+    async def _rx_not_ready(self, task: asyncio.Future, final: int, next_state: str) -> str:
+        """ECM receiver whose page sink is still busy: RNR, then RNR to every RR until it is done (T5).
+
+        The page is only confirmed (``final``, MCF or ERR) once it has been stored."""
+        cfg = self.config
+        deadline = self.clock.now() + cfg.t5
+        await self._respond(fcf.RNR)
+        misses = 0
+        while True:
+            self._check_abort()
+            burst = await self._recv_burst(cfg.t2 + cfg.t4)
+            frames = [f for f in burst or [] if f is not BAD]
+            if not frames:
+                misses += 1
+                if misses >= cfg.tries:
+                    task.cancel()
+                    raise self._fail("no_response", "no RR from the sender after our RNR")
+                if burst:
+                    await self._send_frames([fcf.build(fcf.CRP, x=self.x)])
+                continue
+            misses = 0
+            code = frames[-1].fcf
+            if code == fcf.DCN:
+                await self._sink_done(task, cfg.t5)
+                raise self._remote_disconnected()
+            if code not in (fcf.RR, fcf.PPS, fcf.EOR, fcf.CRP) and code not in PPM_CODES:
+                continue
+            if await self._sink_done(task, min(cfg.sink_grace, max(0.0, deadline - self.clock.now()))):
+                await self._respond(final)
+                return next_state
+            if self.clock.now() >= deadline:
+                task.cancel()
+                raise self._fail("internal_error", f"page {self._page_no} not stored within T5 ({cfg.t5:g} s)")
+            await self._respond(fcf.RNR)
 
     async def _rx_ecm_block_done(self, fcf2: int, counts: bytes | None, *, accept_partial: bool) -> str:
         state = self._rx_page_state
@@ -893,11 +961,15 @@ class T30Session:
         self._rx_block_frames = {}
         self._rx_expected_frames = 0
         self._rx_last_block = key
+        sink = None
         if fcf2 != fcf.PPS_NULL:
             page, bad_rows, _verdict = self._decode_page(bytes(state.data), self._rx_dcs)
             state.data = bytearray()
-            self._deliver(page, bad_rows)
-        await self._respond(fcf.ERR if accept_partial else fcf.MCF)
+            sink = self._deliver(page, bad_rows)
+        final = fcf.ERR if accept_partial else fcf.MCF
+        if not await self._sink_done(sink, self.config.sink_grace):
+            return await self._rx_not_ready(sink, final, self._rx_next_after_block(fcf2))
+        await self._respond(final)
         return self._rx_next_after_block(fcf2)
 
     def _rx_next_after_block(self, fcf2: int) -> str:

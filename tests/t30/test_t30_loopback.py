@@ -313,3 +313,56 @@ def test_lossy_line_keeps_the_ecm_guarantee(seed, ecm):
         assert np.array_equal(g.pixels, w.pixels)
     if tx.success:
         assert len(got) == 2
+
+
+async def _slow_sink_call(ecm: bool, store_seconds: float, pages: int = 2):
+    """Our sender to our receiver whose page sink (an async on_page) takes ``store_seconds`` per page."""
+    import asyncio
+    a, b = phy_pair()
+    stored = []       # (clock time the sink finished, page)
+
+    async def slow_store(page, bad):
+        await b.clock.sleep(store_seconds)
+        stored.append((b.clock.now(), page))
+
+    tx = T30Session(a, a.clock, T30Config(ecm=ecm), send_pages=[make_page(30 + i, rows=60) for i in range(pages)],
+                    calling=True)
+    rx = T30Session(b, b.clock, T30Config(ecm=ecm), calling=False, on_page=slow_store)
+    tx_res, rx_res = await asyncio.gather(tx.run(), rx.run())
+    return tx_res, rx_res, tx, rx, stored, b
+
+
+def _sent_at(phy, code):
+    from engine.t30 import fcf
+    return [t for t, kind, data in phy.sent if kind == "hdlc" and fcf.parse(data).fcf == code]
+
+
+def test_ecm_receiver_answers_rnr_while_its_page_sink_is_busy():
+    """The page store takes 8 s: we answer PPS with RNR, RR with RNR, and MCF only once the page is
+    stored; the sender polls with RR and the call succeeds."""
+    from engine.t30 import fcf
+    tx, rx, tx_s, rx_s, stored, b = run_virtual(_slow_sink_call(ecm=True, store_seconds=8.0))
+    assert tx.success and rx.success, (tx.error_message, rx.error_message)
+    assert tx.pages_sent == rx.pages_received == len(stored) == 2
+    assert sum(1 for line in rx_s.log if line == "> <RNR>") >= 4          # >= 2 per page
+    assert sum(1 for line in tx_s.log if line == "> <RR>") >= 4
+    mcfs = _sent_at(b, fcf.MCF)
+    assert len(mcfs) == 2 and all(m >= t for m, (t, _) in zip(mcfs, stored, strict=True))  # confirmed after storing
+
+
+def test_ecm_receiver_sink_never_ready_ends_after_t5():
+    tx, rx, _tx_s, rx_s, stored, _b = run_virtual(_slow_sink_call(ecm=True, store_seconds=1000.0, pages=1))
+    assert not rx.success and rx.error_code == "internal_error" and "T5" in rx.error_message
+    assert not tx.success and not stored
+    assert rx.duration < 120 and tx.duration < 120
+
+
+def test_non_ecm_slow_sink_does_not_delay_the_answer_but_the_result_waits_for_it():
+    """Without ECM there is no RNR and the answer is due within T4: MCF goes out after the 1 s grace,
+    the store finishes in the background, and the session ends only once every page is stored."""
+    from engine.t30 import fcf
+    tx, rx, tx_s, _rx_s, stored, b = run_virtual(_slow_sink_call(ecm=False, store_seconds=6.0))
+    assert tx.success and rx.success and len(stored) == 2
+    assert tx_s.log.count("> <MPS>") == 1                    # answered in time: no repeated MPS
+    assert not _sent_at(b, fcf.RNR)                          # no RNR outside ECM
+    assert rx.duration >= stored[-1][0] - 1e-6               # the result waited for the last store

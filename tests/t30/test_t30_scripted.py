@@ -766,3 +766,89 @@ def test_random_frames_never_crash_or_hang(role, seed):
     result, *_ = run_pair(maker, far_script)
     assert result.error_message or result.success
     assert result.error_code != "internal_error", result.error_message
+
+
+# ----------------------------------------------------------------------------- added in the audit
+
+
+def test_receiver_answers_rnr_to_rr_until_its_page_store_is_done():
+    """ECM receiver with a page sink that needs 10 s: PPS-EOP gets RNR, every RR gets RNR, and MCF
+    comes only after the page was stored."""
+    pg = page(rows=50, seed=9)
+    stored = []
+
+    def make(phy):
+        async def slow_store(p, bad):
+            await phy.clock.sleep(10.0)
+            stored.append((phy.clock.now(), p))
+        return T30Session(phy, phy.clock, T30Config(ident="OURS"), calling=False, on_page=slow_store)
+
+    async def far_script(far, s):
+        await far_sender_start(far, ecm_mode=True, compression="mmr")
+        await far.expect(fcf.CFR)
+        block = ecm.split_blocks(encoded(pg, "mmr"), 256)[0]
+        await far.phy.send_image_hdlc(V17, ecm.block_frames(block, list(range(len(block)))))
+        await far.send(fcf.PPS, ecm.pps_fif(fcf.EOP, 0, 0, len(block), x=True))
+        answers = [(await far.burst())[-1].fcf]
+        while answers[-1] == fcf.RNR and len(answers) < 20:
+            await far.send(fcf.RR)
+            answers.append((await far.burst())[-1].fcf)
+        mcf_at = far.phy.clock.now()
+        await far.send(fcf.DCN)
+        return answers, mcf_at
+
+    result, (answers, mcf_at), *_ = run_pair(make, far_script)
+    assert result.success and len(stored) == 1 and np.array_equal(stored[0][1].pixels, pg.pixels)
+    assert answers[-1] == fcf.MCF and answers[:-1] == [fcf.RNR] * (len(answers) - 1) and len(answers) >= 3
+    assert mcf_at > stored[0][0]
+
+
+def test_receiver_repeats_its_answer_on_crp():
+    got = []
+
+    async def far_script(far, s):
+        await far_sender_start(far)
+        await far.expect(fcf.CFR)
+        await far.phy.send_image(V17, encoded(page(seed=6)))
+        await far.send(fcf.EOP)
+        await far.expect(fcf.MCF)
+        await far.send(fcf.CRP)                  # "repeat your answer"
+        await far.expect(fcf.MCF)
+        await far.send(fcf.DCN)
+        return True
+
+    result, ok, *_ = run_pair(receiver(got), far_script)
+    assert ok and result.success and len(got) == 1
+
+
+def test_sender_pin_without_ecm_retrains_and_resends_the_page():
+    """PIN (no voice here) is handled like RTN: retrain with DCS/TCF one step slower and send the page again."""
+    async def far_script(far, s):
+        await far.send_dis(ecm=False)
+        await train(far)
+        first = await far.image(V17)
+        await far.expect(fcf.EOP)
+        await far.send(fcf.PIN)
+        await train(far, Modulation.V17_12000)
+        second = await far.image(Modulation.V17_12000)
+        await far.expect(fcf.EOP)
+        await far.send(fcf.MCF)
+        await far.expect(fcf.DCN)
+        return first == second
+
+    result, same, *_ = run_pair(sender(), far_script)
+    assert same and result.success and result.pages_sent == 1 and result.fax_speed == 12000
+
+
+def test_sender_pin_in_ecm_ends_the_call_with_a_reason():
+    async def far_script(far, s):
+        await far.send_dis()
+        await train(far)
+        await far.ecm_burst(V17)
+        await far.expect(fcf.PPS)
+        await far.send(fcf.PIN)
+        await far.expect(fcf.DCN)
+        return True
+
+    result, ok, *_ = run_pair(sender(), far_script)
+    assert ok and not result.success and result.error_code == "page_rejected" and "PIN" in result.error_message
