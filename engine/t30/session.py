@@ -380,7 +380,8 @@ class T30Session:
             compression = "mr"
         else:
             compression = "mh"
-        frame_size = 64 if cfg.ecm_frame_size == 64 else 256
+        # 64-octet frames when we are set to, or when the receiver's DIS says it prefers them (bit 7)
+        frame_size = 64 if cfg.ecm_frame_size == 64 or remote.prefers_64_octet else 256
         self._dcs = DcsParams(modulation=mods[self._speed_index], resolution="standard", compression=compression,
                               ecm=use_ecm, ecm_frame_size=frame_size, width=FAX_WIDTH,
                               unlimited_length=remote.unlimited_length, receive=True)
@@ -711,6 +712,12 @@ class T30Session:
             raise self._fail("incompatible", "the sender chose ECM, which we did not offer", retryable=False)
         if dcs.compression not in cfg.compressions:
             raise self._fail("incompatible", f"the sender chose {dcs.compression.upper()}, which we did not offer",
+                             retryable=False)
+        if dcs.width != FAX_WIDTH:
+            raise self._fail("incompatible", f"the sender chose a {dcs.width}-pixel width; we offered {FAX_WIDTH} only",
+                             retryable=False)
+        if dcs.modulation.family.lower() not in cfg.modems:
+            raise self._fail("incompatible", f"the sender chose {dcs.modulation.name}, which we did not offer",
                              retryable=False)
         if dcs.resolution not in cfg.resolutions:
             raise self._fail("incompatible", f"the sender chose {dcs.resolution} resolution, which we did not offer",

@@ -852,3 +852,34 @@ def test_sender_pin_in_ecm_ends_the_call_with_a_reason():
 
     result, ok, *_ = run_pair(sender(), far_script)
     assert ok and not result.success and result.error_code == "page_rejected" and "PIN" in result.error_message
+
+
+def test_sender_follows_the_receivers_64_octet_preference():
+    async def far_script(far, s):
+        await far.send_dis(prefers_64_octet=True)
+        dcs = await train(far)
+        frames = await far.ecm_burst(V17)
+        await far.expect(fcf.PPS)
+        await far.send(fcf.MCF)
+        await far.expect(fcf.DCN)
+        return dcs, frames
+
+    result, (dcs, frames), *_ = run_pair(sender(), far_script)
+    fcd = [f for f in frames if fcf.parse(f).fcf == fcf.FCD]
+    assert result.success and dcs.ecm_frame_size == 64
+    assert len(fcd) > 1 and all(len(f) - 4 == 64 for f in fcd[:-1]) and len(fcd[-1]) - 4 <= 64
+
+
+@pytest.mark.parametrize("params,text", [
+    (dict(width=2048), "2048-pixel width"),
+    (dict(modulation=Modulation.V29_9600), "V29_9600"),
+])
+def test_receiver_refuses_a_dcs_outside_its_dis(params, text):
+    async def far_script(far, s):
+        await far.burst()
+        dcs = dis.DcsParams(**{"modulation": V17, "resolution": "fine", **params})
+        await far.send(fcf.DCS, dcs.build())
+        return await far.expect(fcf.DCN)
+
+    result, dcn, *_ = run_pair(receiver(modems=("v17", "v27ter")), far_script)
+    assert dcn and not result.success and result.error_code == "incompatible" and text in result.error_message
