@@ -9,7 +9,7 @@ import importlib
 import sys
 
 # Modules that define register(subparsers); a module not yet written is simply absent.
-COMMAND_MODULES = ("imaging.commands", "engine.commands", "modem.commands", "api.commands")
+COMMAND_MODULES = ("imaging.commands", "engine.commands", "modem.commands", "api.commands", "api.sip_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,6 +60,13 @@ DEFAULTS: dict[str, Any] = {
             "pacing": False,          # true: packets paced at modem line speed (a 1-page fax then takes ~10 s)
             "timeout": 600,           # seconds a loopback call may last
         },
+        "sip": {                      # SIP trunks (the [sip] section): channels "sip" and "sip:<trunk>"
+            "enabled": True,          # used when [sip] configures trunks (false: no SIP endpoint at all)
+            "trunk": "",              # trunk of the "sip" channel; empty: the first one configured
+            "pacing": True,           # T.38 packets paced at modem line speed, as gateways expect
+            "media_timeout": 30.0,    # seconds without a UDPTL packet before a call is hung up
+            "inbound_account": "",    # account for calls to numbers no account owns; empty: refuse (404)
+        },
     },
     "notifications": {
         "retries": 3,                 # attempts per notification
@@ -84,6 +91,9 @@ DEFAULTS: dict[str, Any] = {
             "timeout": 10.0,
         },
     },
+    # The SIP endpoint and its trunks: t38.trunk.sip_config_from_dict's table (bind_address, port,
+    # public_address, media_ports, [sip.trunks.NAME] with proxy/registrar/credentials/t38...).  Empty: no SIP.
+    "sip": {},
     "email_gateway": {
         "enabled": True,
         "default_domain": "fax.localhost",  # accounts get <account_id>.<default_domain> unless set
@@ -99,7 +109,7 @@ def _merge(base: dict, over: dict, path: str = "") -> dict:
         where = f"{path}{key}"
         if key not in base:
             raise ConfigError(f"unknown setting {where!r}")
-        if isinstance(base[key], dict) and key != "retry_delay":
+        if isinstance(base[key], dict) and key != "retry_delay" and where != "sip":
             if not isinstance(value, dict):
                 raise ConfigError(f"setting {where!r} must be a table")
             _merge(base[key], value, where + ".")
@@ -135,6 +145,26 @@ class Config:
         return self.raw["server"]["node_id"] or os.uname().nodename
 
 
+def _check_sip(raw: dict, data: dict) -> None:
+    """A bad [sip] table is a configuration error at start-up; with trunks and no channels.default set,
+    outbound faxes go out over SIP."""
+    if not isinstance(raw["sip"], dict):
+        raise ConfigError("setting 'sip' must be a table")
+    if not raw["sip"]:
+        return
+    from t38.trunk import TrunkConfigError, sip_config_from_dict
+
+    try:
+        sip = sip_config_from_dict(raw["sip"])
+    except TrunkConfigError as exc:
+        raise ConfigError(f"[sip]: {exc}") from None
+    trunk = raw["channels"]["sip"]["trunk"]
+    if trunk and trunk not in [t.name for t in sip.trunks]:
+        raise ConfigError(f"channels.sip.trunk {trunk!r} is not a trunk of [sip] ({[t.name for t in sip.trunks]})")
+    if sip.trunks and raw["channels"]["sip"]["enabled"] and "default" not in (data.get("channels") or {}):
+        raw["channels"]["default"] = "sip"
+
+
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
     """Defaults, then the TOML file, then ``section__key=value`` overrides (from the command line)."""
     raw = copy.deepcopy(DEFAULTS)
@@ -145,6 +175,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             except tomllib.TOMLDecodeError as exc:
                 raise ConfigError(f"{path}: {exc}") from exc
         _merge(raw, data)
+        _check_sip(raw, data)
     for name, value in overrides.items():
         if value is None:
             continue

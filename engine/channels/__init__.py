@@ -1,4 +1,4 @@
-"""Channels carry fax calls: the loopback channel (T.38 to ourselves), later SIP trunks and modems."""
+"""Channels carry fax calls: the loopback channel (T.38 to ourselves), SIP trunks, later modems."""
 
 from __future__ import annotations
 
@@ -19,4 +19,8 @@ def build_channels(config, inbound) -> dict[str, Channel]:  # noqa: ANN001
         from engine.channels.loopback import LoopbackChannel
 
         channels["loopback"] = LoopbackChannel(inbound, section["loopback"])
+    if config["sip"]:
+        from engine.channels.sip import build_sip_channels
+
+        channels.update(build_sip_channels(config, inbound)[1])
     return channels
