@@ -1,10 +1,10 @@
 """TIFF Class F (fax) files: writer and reader.
 
 Which code does what:
-* Coding a stored page (MH, MR, MMR) is libtiff's, through Pillow: it is several times faster than any
-  numpy coder (reference §3) and what every TIFF reader is tested against. ``imaging.codec`` (our own
-  T.4/T.6 coders) serves the fax line, which needs EOL/RTC framing, minimum scan-line bits and bad-row
-  counting that a file library does not offer.
+* Coding a stored page (MH, MR, MMR) is libtiff's, called directly (``imaging.libtiff``; through Pillow
+  only as a fallback): 2-3x faster than our numpy coders and what every TIFF reader is tested against.
+  ``imaging.codec`` (our own T.4/T.6 coders) serves the fax line, which needs EOL/RTC framing, minimum
+  scan-line bits and bad-row counting that a file library does not offer.
 * The TIFF container is written here, not by Pillow: Pillow writes PageNumber as garbage, cannot stream
   pages without holding them, splits pages into strips (a G4 page must be one strip) and writes min-is-black
   for mode "1" (reference §6.1). Ours writes one strip per page, min-is-white, every Class F tag, streams
