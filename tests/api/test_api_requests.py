@@ -282,3 +282,35 @@ def test_attachment_formats_and_etag(api, finished_job):
     assert again.status_code == 304
     bad = api.client.get(api.url(f"/outbox/{finished_job}/attachment"), params={"format": "doc"})
     assert bad.status_code == 400
+
+
+def test_gets_answer_while_a_write_waits_on_the_store(api, docs):
+    """A request stuck on the store (here: another process holds SQLite's write lock) waits on a worker
+    thread; GETs on the same server keep answering meanwhile (on the event loop it would stall them all)."""
+    import sqlite3
+    import threading
+
+    if not api.server.storage_url.startswith("sqlite"):
+        pytest.skip("the lock is taken on the SQLite file")
+    known = api.create({**BASE, "document": {"url": docs.url("/doc.pdf")}})
+    other = sqlite3.connect(api.server.storage_url.split("///", 1)[1], isolation_level=None, timeout=30)
+    other.execute("BEGIN IMMEDIATE")
+    put: dict = {}
+
+    def create() -> None:
+        with httpx.Client(base_url=api.server.base, headers={"X-Auth-Token": api.token}, timeout=60) as client:
+            put["r"] = client.put(api.url(), json={"data": {**BASE, "document": {"url": docs.url("/doc.pdf")}}})
+    writer = threading.Thread(target=create)
+    try:
+        writer.start()
+        writer.join(0.5)
+        with httpx.Client(base_url=api.server.base, headers={"X-Auth-Token": api.token}, timeout=10) as client:
+            listing = client.get(api.url("/outgoing"), params={"page_size": 5})
+            one = client.get(api.url(f"/outgoing/{known['id']}"))
+        assert listing.status_code == 200 and one.status_code == 200, (listing.text, one.text)
+        assert writer.is_alive() and "r" not in put   # the create really was waiting on the lock
+    finally:
+        other.rollback()
+        other.close()
+    writer.join(60)
+    assert put["r"].status_code == 201, put["r"].text
