@@ -445,12 +445,16 @@ class Class2Driver:
         return mode == "yes"
 
     async def receive(self, *, rings: int = 1, ring_timeout: float | None = None,
-                      on_page: Callable[[FaxPage, int], None] | None = None) -> SessionResult:
+                      on_page: Callable[[FaxPage, int], None] | None = None,
+                      answer_now: bool = False) -> SessionResult:
+        """Set up, wait for ``rings`` RINGs, answer and receive.  ``answer_now``: the caller already ran
+        :meth:`setup` and counted the rings (the engine's modem channel), so answer at once."""
         result = SessionResult(role="receive", local_ident=self.ident)
         start = self.ch.clock.now()
         try:
-            await self.setup(receive=True)
-            await self.line.wait_for_call(rings, ring_timeout)
+            if not answer_now:
+                await self.setup(receive=True)
+                await self.line.wait_for_call(rings, ring_timeout)
             start = self.ch.clock.now()
             await self._receive(result, on_page)
         except AnswerFailure as exc:
