@@ -122,3 +122,18 @@ def test_progress_bar_redraws_in_place_on_a_terminal():
     single(1, 1)  # one page: no bar
     single.finish()
     assert quiet.getvalue() == ""
+
+
+def test_wider_fax_tiff_is_scaled_to_1728_not_cropped():
+    """A received B4 page (2048 pels at 204 x 196) sent on: scaled to the A4 line, its right edge kept."""
+    pixels = np.zeros((2000, 2048), dtype=bool)
+    pixels[:, 2008:2048] = True  # a bar at the right edge, 40 pels wide
+    pixels[100:140, :] = True  # a rule across the whole width
+    buf = io.BytesIO()
+    Image.fromarray(~pixels).save(buf, "TIFF", compression="group4", dpi=(204, 196))
+    page = next(convert(buf.getvalue(), bilevel="text"))
+    assert page.pixels.shape[1] == 1728 and page.y_dpi == 196
+    rule = np.flatnonzero(page.pixels.mean(axis=0) > 0.01)
+    assert rule[0] < 120 and rule[-1] > 1728 - 120  # the whole rule, both ends
+    right_bar = page.pixels[:, rule[-1] - 20 : rule[-1] + 1]
+    assert right_bar.mean() > 0.5  # the bar at the far right survives
