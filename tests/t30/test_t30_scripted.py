@@ -883,3 +883,33 @@ def test_receiver_refuses_a_dcs_outside_its_dis(params, text):
 
     result, dcn, *_ = run_pair(receiver(modems=("v17", "v27ter")), far_script)
     assert dcn and not result.success and result.error_code == "incompatible" and text in result.error_message
+
+
+def test_no_response_to_pps_after_three_tries():
+    async def far_script(far, s):
+        await far.send_dis()
+        await train(far)
+        await far.ecm_burst(V17)
+        for _ in range(3):
+            await far.expect(fcf.PPS)
+        return await far.expect(fcf.DCN)
+
+    result, dcn, *_ = run_pair(sender(), far_script)
+    assert dcn and not result.success and result.error_code == "no_response"
+    assert result.error_message == "no response to PPS-EOP after 3 tries" and result.error_phase == "D"
+
+
+def test_receiver_sender_silent_after_the_page():
+    """The sender goes quiet after its page (no post-page command): T2 three times, then DCN."""
+    async def far_script(far, s):
+        await far_sender_start(far)
+        await far.expect(fcf.CFR)
+        await far.phy.send_image(V17, encoded(page(seed=2)))
+        t0 = far.phy.clock.now()
+        await far.expect(fcf.DCN, timeout=60)
+        return far.phy.clock.now() - t0
+
+    result, waited, *_ = run_pair(receiver(), far_script)
+    assert not result.success and result.error_code == "no_response"
+    assert result.error_message == "no post-page command after page 1"
+    assert 3 * 6.0 <= waited < 3 * 6.0 + 5

@@ -138,3 +138,30 @@ def test_ours_to_ours_udp_fec_with_loss(tmp_path):
     assert finished and tx.success and rx.success, (tx, rx)
     assert dropped > 5 and tx.pages_sent == rx.pages_received == 2
     assert all(np.array_equal(a, np.asarray(b, dtype=bool)) for a, b in zip(sent, received, strict=True))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_cli_options_no_ecm_max_speed_and_t38_version(tmp_path):
+    """--no-ecm, --max-speed 9600 and --t38-version 3 on both CLI ends reach the negotiated call."""
+    src = tmp_path / "doc.tif"
+    pages = make_fax_tiff(src, pages=1, height=300, dpi=(204, 196))
+    rx_port, tx_port = free_port(), free_port()
+    opts = ["--no-ecm", "--max-speed", "9600", "--t38-version", "3", "--no-pacing", "--bind", "127.0.0.1"]
+    receiver = cli("receive", "--via", f"udptl:{rx_port}", "--out", str(tmp_path / "in"), "--timeout", "30", *opts)
+    sender = cli("send", str(src), "--to", "5550100", "--via", f"udptl:127.0.0.1:{rx_port}",
+                 "--local-port", str(tx_port), *opts)
+    rc_tx, tx, err_tx = finish(sender)
+    rc_rx, rx, err_rx = finish(receiver)
+    assert rc_tx == 0 and rc_rx == 0, (err_tx, err_rx)
+    for record in (tx, rx):
+        assert record["success"] and record["ecm"] is False and record["fax_speed"] == 9600
+    got = read_fax_pages(rx["pages"][0])
+    assert len(got) == 1 and np.array_equal(got[0], pages[0])
+
+
+def test_cli_receive_times_out_without_a_caller(tmp_path):
+    proc = cli("receive", "--via", f"udptl:{free_port()}", "--out", str(tmp_path / "in"), "--timeout", "0.5",
+               "--bind", "127.0.0.1", "--quiet")
+    rc, record, err = finish(proc, timeout=60)
+    assert rc == 1 and not record["success"] and record["error_code"] == "no_call", err

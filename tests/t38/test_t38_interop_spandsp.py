@@ -17,7 +17,7 @@ from t38.phy import T38PhyOptions, open_t38_udptl
 from t38.udptl import UdptlConfig
 
 MODEMS = {"v17": (("v17",), 14400), "v29": (("v29",), 9600), "v27ter": (("v27ter",), 4800)}
-DPI = {"standard": (204, 98), "fine": (204, 196)}
+DPI = {"standard": (204, 98), "fine": (204, 196), "superfine": (204, 391)}
 
 
 @dataclass
@@ -194,3 +194,14 @@ def test_interop_in_real_time(tmp_path):
     got = read_fax_pages(tmp_path / "rx.tif")
     assert len(got) == 1 and np.array_equal(got[0], sent[0])
     assert wall > 10          # paced at line speed: CED, V.21 bursts, TCF and the page take real time
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("we_send", [True, False], ids=["ours->spandsp", "spandsp->ours"])
+@pytest.mark.parametrize("ecm", [True, False], ids=["ecm", "noecm"])
+def test_interop_superfine(tmp_path, we_send, ecm):
+    """R8 x 15.4 lines/mm (DIS/DCS bit 41) both ways, pixel for pixel."""
+    out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=ecm, resolution="superfine", height=500))
+    assert_success(out, pages=1, rate=14400, ecm=ecm)
+    assert out.ours.resolution == "superfine"
