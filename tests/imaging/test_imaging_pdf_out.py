@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import shutil
 import subprocess
 
 import numpy as np
@@ -59,6 +60,7 @@ def test_tiff_f_to_pdf_is_lossless_and_small(helpers, compression, fill_order, b
     assert abs(box[2] - 1728 / 204 * 72) < 0.01 and abs(box[3] - 1146 / 98 * 72) < 0.01
 
 
+@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="pdftoppm (Debian poppler-utils) not installed")
 @pytest.mark.parametrize("compression", ["mh", "mr"])
 def test_poppler_reads_g3_passthrough_like_g4(tmp_path, helpers, compression):
     # Poppler resamples images on its own grid, so compare it with itself: our G3 passthrough PDF (FillOrder 2,
