@@ -114,8 +114,11 @@ class SipService:
             return SessionResult(success=False, error_code="internal", retryable=True,
                                  error_message=f"job {call.job_id} is already on a call")
         job = self.jobs[call.job_id] = _Job(asyncio.Event())
+        slot = self.slots[trunk.name]
         try:
-            async with self.slots[trunk.name]:
+            if not await self._take_line(slot, job, channel_name, progress):
+                return self._aborted(job)
+            try:
                 # inbound calls share the trunk's lines too
                 while self.endpoint is not None and self.endpoint.active_calls(trunk.name) >= trunk.max_calls \
                         and not job.abort_reason:
@@ -141,8 +144,36 @@ class SipService:
                     return await self._fax(job, sip_call, call, progress, open_call_phy, CallFailure)
                 finally:
                     await sip_call.hangup()
+            finally:
+                slot.release()
         finally:
             self.jobs.pop(call.job_id, None)
+
+    @staticmethod
+    async def _take_line(slot: asyncio.Semaphore, job: _Job, channel_name: str, progress: Progress) -> bool:
+        """Wait for one of the trunk's lines (False: aborted while waiting)."""
+        if not slot.locked():
+            await slot.acquire()      # free: taken without yielding, so two sends cannot both see it free
+            return True
+        progress({"phase": "waiting for a free line", "channel": channel_name})
+        acquire = asyncio.ensure_future(slot.acquire())
+        aborted = asyncio.ensure_future(job.waiting.wait())
+        try:
+            await asyncio.wait({acquire, aborted}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            if acquire.done() and not acquire.cancelled():
+                slot.release()
+            raise
+        finally:
+            aborted.cancel()
+            if not acquire.done():
+                acquire.cancel()
+        if acquire.done() and not acquire.cancelled():
+            if job.abort_reason:
+                slot.release()
+                return False
+            return True
+        return False
 
     async def _fax(self, job: _Job, sip_call, call: OutboundCall, progress: Progress, open_call_phy,  # noqa: ANN001
                    call_failure) -> SessionResult:  # noqa: ANN001
