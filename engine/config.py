@@ -68,6 +68,8 @@ DEFAULTS: dict[str, Any] = {
             "inbound_account": "",    # account for calls to numbers no account owns; empty: refuse (404)
         },
     },
+    "modems": [],                     # [[modems]] entries (port, class, rings, ident, number, quirks, ...):
+                                      # see engine/channels/modem.py; checked when the modem channel is built
     "notifications": {
         "retries": 3,                 # attempts per notification
         "retry_delay": 5.0,
