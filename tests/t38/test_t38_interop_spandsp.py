@@ -13,8 +13,9 @@ from t38_harness import Lockstep, SpandspPeer, VirtualClock, seeded_loss
 from engine.t30 import T30Config, T30Session
 from imaging.page import FaxPage
 from modem.spandsp.testing import make_fax_tiff, read_fax_pages
+from t38.ifp import Indicator, decode
 from t38.phy import T38PhyOptions, open_t38_udptl
-from t38.udptl import UdptlConfig
+from t38.udptl import UdptlConfig, decode_packet
 
 MODEMS = {"v17": (("v17",), 14400), "v29": (("v29",), 9600), "v27ter": (("v27ter",), 4800)}
 DPI = {"standard": (204, 98), "fine": (204, 196), "superfine": (204, 391)}
@@ -35,7 +36,8 @@ class CallOutcome:
 
 async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", version: int = 0, pages: int = 1,
                    resolution: str = "fine", height: int = 400, loss: float = 0.0, seed: int = 3,
-                   redundancy: int = 3, max_datagram: int = 400, max_seconds: float = 400.0) -> CallOutcome:
+                   redundancy: int = 3, max_datagram: int = 400, max_seconds: float = 400.0,
+                   peer_drops=None) -> CallOutcome:
     clock = VirtualClock()
     net = Lockstep(clock)
     modems, rate = MODEMS[modem]
@@ -49,6 +51,9 @@ async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", ve
     else:
         peer = SpandspPeer(net, True, udptl=udptl, loss=loss, seed=seed + 1, tx_tiff=str(src), **peer_kwargs)
     addr = await peer.start()
+    if peer_drops is not None:      # a loss hook that sees what spandsp is sending
+        ep = peer.endpoint
+        ep.loss = lambda: peer_drops(decode(decode_packet(ep._last_datagram).primary, version))
     phy = await open_t38_udptl(clock, T38PhyOptions(calling=we_send, version=version), remote=addr,
                                udptl_config=udptl, loss=seeded_loss(loss, seed + 2))
     peer.endpoint.remote = phy.transport.local_address
@@ -205,3 +210,24 @@ def test_interop_superfine(tmp_path, we_send, ecm):
     out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=ecm, resolution="superfine", height=500))
     assert_success(out, pages=1, rate=14400, ecm=ecm)
     assert out.ours.resolution == "superfine"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("we_send", [True, False], ids=["ours->spandsp", "spandsp->ours"])
+def test_lost_v21_preambles_do_not_spoil_spandsps_frames(tmp_path, we_send):
+    """Every v21-preamble indicator spandsp sends is lost (all copies), without redundancy: each of its
+    V.21 bursts then arrives as data without its indicator, and the frames in it must still count as
+    good (regression: the loss used to mark the following frame bad, so every DIS/CFR/MCF was lost)."""
+    dropped = []
+
+    def drop_preambles(packet):
+        if packet.indicator == Indicator.V21_PREAMBLE:
+            dropped.append(packet)
+            return True
+        return False
+
+    out = asyncio.run(run_call(tmp_path, we_send=we_send, ecm=True, redundancy=0, peer_drops=drop_preambles))
+    assert len(dropped) >= 3
+    assert_success(out, pages=1, rate=14400, ecm=True)
+    assert "< (bad FCS)" not in out.log
