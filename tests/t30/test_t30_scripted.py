@@ -913,3 +913,24 @@ def test_receiver_sender_silent_after_the_page():
     assert not result.success and result.error_code == "no_response"
     assert result.error_message == "no post-page command after page 1"
     assert 3 * 6.0 <= waited < 3 * 6.0 + 5
+
+
+def test_sender_walks_the_whole_fallback_list_on_ftt():
+    """FTT at every speed: V.17 14400 -> 12000 -> 9600 -> 7200 -> V.29 9600 -> 7200 -> V.27ter 4800 -> 2400."""
+    async def far_script(far, s):
+        await far.send_dis(ecm=False)
+        rates = []
+        while True:
+            frames = await far.burst()
+            if frames[-1].fcf == fcf.DCN:
+                return rates
+            d = dis.DcsParams.parse(frames[-1].fif)
+            rates.append(d.modulation)
+            tcf = await far.image(d.modulation)
+            assert len(tcf) == d.modulation.bit_rate * 3 // 16          # 1.5 s of zeros at each speed
+            await far.send(fcf.FTT)
+
+    result, rates, *_ = run_pair(sender(), far_script)
+    assert rates == list(dis.FALLBACK) and [m.bit_rate for m in rates] == [14400, 12000, 9600, 7200, 9600, 7200,
+                                                                           4800, 2400]
+    assert not result.success and result.error_message == "training failed at 2400 bit/s"
