@@ -29,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--to", required=True, metavar="NUMBER", help="destination number (recorded; routing is --via)")
     p.add_argument("--via", required=True,
                    help="line: udptl:HOST:PORT (bare T.38/UDPTL), class1:PORT, class2:PORT or class2.0:PORT (modem), "
-                        "sip:NUMBER@TRUNK or sip:NUMBER@HOST[:PORT] (SIP + T.38; trunks from $FAXENGINE_SIP_CONFIG)")
+                        "sip:NUMBER@TRUNK or sip:NUMBER@HOST[:PORT] (SIP + T.38; trunks from --config)")
     p.add_argument("--local-port", type=int, default=0, metavar="P", help="our UDP port (default: any)")
     p.add_argument("--resolution", choices=RESOLUTIONS, default="auto",
                    help="page resolution (auto: a TIFF's own, else fine)")
@@ -47,10 +47,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds to wait for the caller (default 120)")
     _common(p)
     p.set_defaults(func=_run(_receive))
+    _register_rig_class20()
+
+
+def _class20_session(phy, clock, *, send_pages, on_page, calling, ident, ecm):  # noqa: ANN001, ANN202
+    """Our T.30 as the firmware of the rig's Class 2.0 modem (``faxengine rig answer --class2 2.0``)."""
+    from engine.t30 import T30Config, T30Session
+
+    return T30Session(phy, clock, T30Config(ident=(ident or "")[:20], ecm=ecm), send_pages=send_pages,
+                      on_page=on_page, calling=calling)
+
+
+def _register_rig_class20() -> None:
+    """modem/ cannot import engine.t30, so the engine hands the rig's Class 2.0 modem its T.30 here."""
+    try:
+        from modem.rig import commands as rig_commands
+    except (ImportError, OSError):      # no libspandsp: no rig at all
+        return
+    rig_commands.set_class20_session_factory(_class20_session)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ecm", action=argparse.BooleanOptionalAction, default=True, help="error correction mode")
+    p.add_argument("--config", default=None, metavar="FILE",
+                   help="the engine's TOML configuration; its [sip] table names the trunks of --via sip: "
+                        "(default: $FAXENGINE_SIP_CONFIG)")
     p.add_argument("--max-speed", type=int, default=14400, choices=(2400, 4800, 7200, 9600, 12000, 14400))
     p.add_argument("--t38-version", type=int, default=0, choices=(0, 1, 2, 3))
     p.add_argument("--ident", default="", help='our fax ident (TSI/CSI), e.g. "+1 555 0100" (max 20)')

@@ -179,7 +179,7 @@ for _scheme in ("class1", "class2", "class2.0"):
 
 
 # ---- SIP trunks (added for issue 6): t38.sip dials or answers, switches to T.38, runs T.30, hangs up ----
-#   send:    sip:NUMBER@TRUNK  or  sip:NUMBER@HOST[:PORT]     (TRUNK from $FAXENGINE_SIP_CONFIG's [sip] table)
+#   send:    sip:NUMBER@TRUNK  or  sip:NUMBER@HOST[:PORT]     (TRUNK from --config's or $FAXENGINE_SIP_CONFIG's [sip])
 #   receive: sip:[DID]@TRUNK   or  sip:[DID]@HOST:PORT         (listen there; any DID when empty)
 def _parse_sip(role: str, text: str) -> Via:
     number, sep, where = text.partition("@")
@@ -195,7 +195,8 @@ async def _run_sip(via: Via, role: str, args: Any, clock: Any, *, session_factor
     try:
         return await run_sip_fax(via.extra["number"], via.extra["where"], role=role, clock=clock,
                                  session_factory=session_factory, pages=pages, on_page=on_page,
-                                 timeout=getattr(args, "timeout", None), pacing=not getattr(args, "no_pacing", False))
+                                 timeout=getattr(args, "timeout", None), pacing=not getattr(args, "no_pacing", False),
+                                 config_path=getattr(args, "config", None))
     except SipViaError as exc:
         raise ViaError(str(exc)) from None
 

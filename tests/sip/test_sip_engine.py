@@ -242,3 +242,33 @@ def test_bad_sip_section_is_a_clear_configuration_error(tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert "bad configuration: [sip]: trunk x: transport must be one of" in out.stderr
+
+
+def test_cli_send_takes_trunks_from_the_engine_config_file(engines, tmp_path):
+    """`faxengine send --via sip:NUMBER@TRUNK --config FILE`: the same TOML file that configures `serve`."""
+    before = len(_inbox(engines.api_b))
+    doc = tmp_path / "doc.pdf"
+    doc.write_bytes(make_pdf(1, "from the command line"))
+    cfg = tmp_path / "engine.toml"
+    cfg.write_text(f"""
+[server]
+port = {free_port()}
+
+[channels.sip]
+pacing = false
+
+[sip]
+port = 0
+
+[sip.trunks.peer]
+proxy = "127.0.0.1:{engines.port_b}"
+t38_request_as_caller = 0.3
+""")
+    out = subprocess.run(FAXENGINE + ["send", str(doc), "--to", "2002", "--via", "sip:2002@peer", "--config", str(cfg),
+                                      "--no-pacing", "--ident", "CLI SENDER"],
+                         cwd=REPO, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = _wait_inbox(engines.api_b, before + 1)
+    idents = [engines.api_b.client.get(engines.api_b.url(f"/inbox/{row['id']}")).json()["data"]["remote_station_id"]
+              for row in rows]
+    assert "CLI SENDER" in idents
