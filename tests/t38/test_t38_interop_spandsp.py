@@ -37,7 +37,7 @@ class CallOutcome:
 async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", version: int = 0, pages: int = 1,
                    resolution: str = "fine", height: int = 400, loss: float = 0.0, seed: int = 3,
                    redundancy: int = 3, max_datagram: int = 400, max_seconds: float = 400.0,
-                   peer_drops=None) -> CallOutcome:
+                   peer_drops=None, store_seconds: float = 0.0) -> CallOutcome:
     clock = VirtualClock()
     net = Lockstep(clock)
     modems, rate = MODEMS[modem]
@@ -65,8 +65,12 @@ async def run_call(tmp_path, *, we_send: bool, ecm: bool, modem: str = "v17", ve
         fax_pages = [FaxPage(p, y_dpi=DPI[resolution][1]) for p in sent]
         session = T30Session(phy, clock, config, send_pages=fax_pages, calling=True)
     else:
-        session = T30Session(phy, clock, config, on_page=lambda page, bad: received.append(page.pixels),
-                             calling=False)
+        async def slow_store(page, bad):      # a page store that takes store_seconds (RNR in ECM)
+            await clock.sleep(store_seconds)
+            received.append(page.pixels)
+
+        on_page = slow_store if store_seconds else (lambda page, bad: received.append(page.pixels))
+        session = T30Session(phy, clock, config, on_page=on_page, calling=False)
     task = asyncio.ensure_future(session.run())
     try:
         finished = await net.run(lambda: task.done() and peer.terminal.done, max_seconds)
@@ -231,3 +235,13 @@ def test_lost_v21_preambles_do_not_spoil_spandsps_frames(tmp_path, we_send):
     assert len(dropped) >= 3
     assert_success(out, pages=1, rate=14400, ecm=True)
     assert "< (bad FCS)" not in out.log
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_spandsp_polls_with_rr_while_our_page_store_is_busy(tmp_path):
+    """Our ECM receiver answers RNR while its page store (8 s per page) is busy; spandsp's sender
+    polls with RR and both pages arrive intact."""
+    out = asyncio.run(run_call(tmp_path, we_send=False, ecm=True, pages=2, store_seconds=8.0))
+    assert_success(out, pages=2, rate=14400, ecm=True)
+    assert out.log.count("> <RNR>") >= 2 and out.log.count("< <RR>") >= 2
