@@ -3,6 +3,11 @@
 Public API: :class:`T30Config` and :class:`T30Session` (``await session.run()`` returns an
 :class:`engine.result.SessionResult`; ``session.abort(reason)`` ends the call with DCN).
 
+``on_page(page, bad_rows)`` may be a plain function or return an awaitable (a page store that takes
+time): an ECM receiver then answers RNR, and RNR to each RR, until it completes (at most T5), and
+confirms the page only once it is stored; without ECM the answer goes out after ``sink_grace`` and
+the session waits for the store before it ends.
+
 Roles: ``send_pages`` given = we transmit; ``calling`` = we placed the call.  The usual pairs are
 caller/sender and answerer/receiver; the other two are polling (an answerer with pages offers them
 in its DIS and sends after the caller's DTC; a caller without pages polls with CIG/DTC).
