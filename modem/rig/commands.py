@@ -2,6 +2,11 @@
 
 Output on stdout, one line each, flushed: ``PTY <name> <path>`` when ready, ``RESULT <json>`` per
 call, ``SUMMARY <json>`` at the end.  Logs go to stderr.
+
+``--class2 2.0`` (or ``2``) also puts a Class 2.0 (Class 2) modem in front of the rig's Class 1 modem
+(answer and call modes) and prints ``PTY class20 <path>``: drive that one with a Class 2 driver.  Its
+T.30 comes from the engine (modem/ does not import engine.t30): ``faxengine rig`` registers it with
+:func:`set_class20_session_factory`; ``python -m modem.rig`` alone cannot offer it.
 """
 
 from __future__ import annotations
@@ -12,9 +17,34 @@ import json
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .rig import DIAL_RESULTS, MODES, Rig, RigConfig, RigError
+
+# session_factory(phy, clock, *, send_pages, on_page, calling, ident, ecm) for the Class 2.0 modem
+_class20_session_factory: Callable[..., Any] | None = None
+
+
+def set_class20_session_factory(factory: Callable[..., Any] | None) -> None:
+    """The engine hands in its T.30 (see modem.rig.class20) so ``--class2`` can run."""
+    global _class20_session_factory
+    _class20_session_factory = factory
+
+
+class RigClock:
+    """Time running ``speed`` times faster than the wall, so the Class 2.0 modem's T.30 timers match the rig."""
+
+    def __init__(self, speed: float) -> None:
+        self.speed = speed
+        self._t0 = time.monotonic()
+
+    def now(self) -> float:
+        return (time.monotonic() - self._t0) * self.speed
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds) / self.speed)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +74,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--link-dir", help="also create DIR/<modem name> symlinks to the ptys")
     p.add_argument("--exit-after", type=int, default=0, metavar="N", help="stop after N call results")
     p.add_argument("--xonxoff", action="store_true", help="also signal flow control to the DTE as DC3/DC1")
+    p.add_argument("--class2", dest="class2_dialect", choices=("2.0", "2"), default=None,
+                   help="answer/call modes: also run a Class 2.0 (or Class 2) modem in front of the rig's modem, "
+                        "printed as PTY class20 PATH (our T.30 plays the modem's firmware)")
+    p.add_argument("--class2-ecm", action="store_true", help="the Class 2.0 modem offers ECM")
     p.add_argument("--trace", action="store_true", help="log every DTE byte to stderr")
     p.add_argument("--log", action="store_true", help="spandsp protocol logs to stderr")
 
@@ -77,7 +111,8 @@ def _emit(tag: str, payload: Any) -> None:
     sys.stdout.flush()
 
 
-async def _serve(config: RigConfig, exit_after: int) -> int:
+async def _serve(config: RigConfig, exit_after: int, class2_dialect: str | None = None,
+                 class2_ecm: bool = False) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -90,11 +125,26 @@ async def _serve(config: RigConfig, exit_after: int) -> int:
 
     rig = Rig(config=config, on_result=on_result)
     paths = await rig.start()
+    class20 = None
+    if class2_dialect:
+        from .class20 import Class20Modem
+
+        class20 = Class20Modem(paths["modem"], _class20_session_factory, clock=RigClock(config.speed),
+                               ecm=class2_ecm, dialect=class2_dialect)
+        try:
+            paths = {**paths, "class20": await class20.start()}
+        except Exception as exc:
+            await class20.stop()
+            await rig.stop()
+            print(f"faxengine rig: the Class 2.0 modem did not start: {exc}", file=sys.stderr)
+            return 1
     for name, path in paths.items():
         _emit("PTY", f"{name} {path}")
     waiter = asyncio.ensure_future(stop.wait())
     await asyncio.wait([rig.ticker, waiter], return_when=asyncio.FIRST_COMPLETED)
     waiter.cancel()
+    if class20 is not None:
+        await class20.stop()
     summary = await rig.stop()
     _emit("SUMMARY", json.dumps(summary, sort_keys=True))
     return 1 if rig.error is not None else 0
@@ -112,4 +162,12 @@ def run(args: argparse.Namespace) -> int:
     except RigError as exc:
         print(f"faxengine rig: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config, args.exit_after))
+    dialect = getattr(args, "class2_dialect", None)
+    if dialect and config.mode == "pair":
+        print("faxengine rig: --class2 needs answer or call mode (the Class 2.0 modem talks to a fax machine)",
+              file=sys.stderr)
+        return 2
+    if dialect and _class20_session_factory is None:
+        print("faxengine rig: --class2 needs the engine's T.30: run it as `faxengine rig`", file=sys.stderr)
+        return 2
+    return asyncio.run(_serve(config, args.exit_after, dialect, bool(getattr(args, "class2_ecm", False))))
