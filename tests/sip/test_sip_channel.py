@@ -128,3 +128,28 @@ async def test_abort_while_ringing_or_queued_ends_the_attempt(tmp_path):
         assert not channel.abort("j", "again")
     finally:
         silent.close()
+
+
+async def test_inbound_account_takes_calls_to_numbers_nobody_owns(tmp_path):
+    """channels.sip.inbound_account: a catch-all account instead of 404 for unowned numbers."""
+    store = Store(f"sqlite:///{tmp_path / 'rx.sqlite3'}")
+    catch_all = store.create_account("catch-all")
+    port_b = free_udp_port()
+    cfg_b = _config(tmp_path, "b", f"[channels.sip]\npacing = false\ninbound_account = \"{catch_all.id}\"\n"
+                                   f"[sip]\nport = {port_b}\n")
+    cfg_a = _config(tmp_path, "a", "[channels.sip]\npacing = false\n[sip]\nport = 0\n[sip.trunks.peer]\n"
+                                   f"proxy = \"127.0.0.1:{port_b}\"\nt38_request_as_caller = 0.2\n")
+    rx = build_channels(cfg_b, InboundRecorder(store))
+    tx = build_channels(cfg_a, None)
+    for ch in (*rx.values(), *tx.values()):
+        await ch.start()
+    try:
+        result = await tx["sip:peer"].send(OutboundCall(job_id="j", account_id="acc", pages=_pages(1),
+                                                        to_number="7777", from_number="15550100001"), lambda s: None)
+    finally:
+        for ch in (*tx.values(), *rx.values()):
+            await ch.stop()
+    assert result.success, result.error_message
+    inbox = store.list_faxes(catch_all.id, "in", statuses=["completed"])
+    assert [f.to_number for f in inbox] == ["7777"]
+    store.close()
