@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 import subprocess
 
 import numpy as np
@@ -45,6 +46,8 @@ def test_every_page_reads_as_tiff_f(tmp_path, helpers, letter_pdf, compression, 
         assert d["Page Number"] == f"{number}-2"
         assert d["Subfile Type"].startswith("multi-page document")
         assert d["Software"] == "faxengine"
+        assert re.fullmatch(r"\d{4}:\d\d:\d\d \d\d:\d\d:\d\d", d["DateTime"])
+        assert d["FillOrder"] == "msb-to-lsb"
         if compression == "mmr":
             assert d["Group 4 Options"].startswith("(0 = 0x0)")
         else:
