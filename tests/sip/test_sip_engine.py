@@ -235,6 +235,61 @@ register = true
     assert "trunk wrong: registration failed (401" in log
 
 
+def _kam_engine(root, kamailio: int, user: str, password: str) -> FaxServer:  # noqa: F811
+    root.mkdir(parents=True, exist_ok=True)
+    return FaxServer(root, _no_mail(), extra_config=f"""
+[channels.sip]
+pacing = false
+
+[sip]
+port = {free_udp_port()}
+
+[sip.trunks.kam]
+registrar = "127.0.0.1:{kamailio}"
+proxy = "127.0.0.1:{kamailio}"
+domain = "127.0.0.1"
+username = "{user}"
+password = "{password}"
+register = true
+t38_request_as_caller = 0.5
+""")
+
+
+def test_fax_between_two_engines_registered_at_kamailio_routed_by_number(tmp_path, kamailio):  # noqa: F811
+    """Both engines register with digest auth; A's job to 2002 goes through Kamailio (proxy auth, lookup by
+    number) to B, whose account owns 2002."""
+    a = _kam_engine(tmp_path / "a", kamailio, "1001", "secret")
+    b = _kam_engine(tmp_path / "b", kamailio, "2002", "hunter2")
+    a.accounts = {"tx": a.cli("accounts", "create", "Sender")}
+    b.accounts = {"rx": b.cli("accounts", "create", "Receiver", "--number", "2002")}
+    docs = DocServer()
+    docs.files["/doc1.pdf"] = ("application/pdf", make_pdf(1, "through kamailio"))
+    started = []
+    try:
+        for srv in (b, a):
+            srv.start()
+            started.append(srv)
+        for srv in (a, b):
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                reg = httpx.get(srv.base + "/v2/health", timeout=10).json()["data"]["sip"]["registrations"]["kam"]
+                if reg["state"] in ("registered", "failed"):
+                    break
+                time.sleep(0.2)
+            assert reg["state"] == "registered", reg
+        api_a, api_b = Api(a, a.accounts["tx"]), Api(b, b.accounts["rx"])
+        job = api_a.create({"document": {"url": docs.url("/doc1.pdf")}, "from_number": "1001", "to_number": "2002"})
+        done = api_a.wait_status(job["id"], timeout=120)
+        assert done["status"] == "completed" and done["tx_result"]["success"] is True, done["tx_result"]
+        rows = _wait_inbox(api_b, 1)
+        fax = api_b.client.get(api_b.url(f"/inbox/{rows[0]['id']}")).json()["data"]
+        assert fax["to_number"] == "2002" and fax["rx_result"]["pages_received"] == 1, fax
+    finally:
+        for srv in started:
+            srv.stop()
+        docs.stop()
+
+
 def test_bad_sip_section_is_a_clear_configuration_error(tmp_path):
     cfg = tmp_path / "bad.toml"
     cfg.write_text('[sip]\nport = 5070\n[sip.trunks.x]\ntransport = "sctp"\nproxy = "127.0.0.1"\n')
