@@ -96,6 +96,7 @@ class FaxMailHandler:
     def __init__(self, ctx: Any):
         self.ctx = ctx
         self.cfg = ctx.config["email_gateway"]
+        self.sessions = 0   # SMTP sessions open now (SessionLimitedSMTP counts them)
 
     def _log(self, account_id: str | None, doc: dict) -> None:
         try:
@@ -190,11 +191,49 @@ class FaxMailHandler:
         return refused[0] if refused and len(refused) == len(replies) else replies[0]
 
 
+class SessionLimitedSMTP(SMTP):
+    """At most ``max_sessions`` SMTP sessions at once; beyond that the client gets Kazoo's
+    ``421 ... too busy`` greeting and the connection is closed (a mail flood cannot exhaust us)."""
+
+    def __init__(self, handler: FaxMailHandler, max_sessions: int, **kwargs: Any):
+        self._refused = False
+        self._counted = False
+        self._max_sessions = max_sessions
+        super().__init__(handler, **kwargs)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self._original_transport is None and not self._counted   # not the STARTTLS re-handshake
+        if first and self.event_handler.sessions >= self._max_sessions:
+            self._refused = True
+            log.warning("email-to-fax: %d sessions open, refusing %s", self.event_handler.sessions,
+                        transport.get_extra_info("peername"))
+            transport.write(b"421 faxengine is too busy to accept mail right now\r\n")  # type: ignore[attr-defined]
+            transport.close()
+            return
+        if first:
+            self._counted = True
+            self.event_handler.sessions += 1
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return
+        if self._counted:
+            self._counted = False
+            self.event_handler.sessions -= 1
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        return False if self._refused else super().eof_received()
+
+
 async def start_gateway(ctx: Any, host: str, port: int) -> asyncio.AbstractServer:
     handler = FaxMailHandler(ctx)
-    size = int(ctx.config["email_gateway"]["max_message_size"])
+    cfg = ctx.config["email_gateway"]
+    size = int(cfg["max_message_size"])
+    max_sessions = int(cfg["max_sessions"])
     loop = asyncio.get_running_loop()
     return await loop.create_server(
-        lambda: SMTP(handler, hostname="faxengine", ident="faxengine email-to-fax", data_size_limit=size,
-                     enable_SMTPUTF8=True),
+        lambda: SessionLimitedSMTP(handler, max_sessions, hostname="faxengine", ident="faxengine email-to-fax",
+                                   data_size_limit=size, enable_SMTPUTF8=True),
         host=host, port=port)

@@ -239,18 +239,29 @@ class _after(tuple):
         return tuple.__new__(cls, key)
 
 
-def _ranges(request: Request) -> tuple[int | None, int | None]:
+def _ranges(request: Request, ranged: bool = True) -> tuple[int | None, int | None]:
+    """created_from/created_to. On ranged listings (the folders, smtplog) the span is capped like
+    crossbar's maximum_range (31 days + 1 hour by default; created_to defaults to now); on outgoing they
+    are plain filters."""
     created_from = _gregorian_param(request, "created_from")
     created_to = _gregorian_param(request, "created_to")
     if created_from is not None and created_to is not None and created_to < created_from:
         raise KazooError.validation({"created_from": {"date_range": {
             "message": f"created_to {created_to} is prior to created_from {created_from}", "cause": created_from}}})
+    max_range = int(ctx(request).config["api"]["maximum_range"])
+    if ranged and created_from is not None and max_range > 0:
+        end = created_to if created_to is not None else int(time.time()) + GREGORIAN_OFFSET
+        if end - created_from > max_range:
+            raise KazooError.validation({"created_from": {"date_range": {
+                "message": f"created_to {end} is more than {max_range} seconds from created_from {created_from}",
+                "cause": created_from}}})
     return created_from, created_to
 
 
-def _fax_fetcher(request: Request, account_id: str, direction: str, statuses, columns_only: bool):  # noqa: ANN001
+def _fax_fetcher(request: Request, account_id: str, direction: str, statuses, columns_only: bool,  # noqa: ANN001
+                 ranged: bool = True):
     store = ctx(request).store
-    created_from, created_to = _ranges(request)
+    created_from, created_to = _ranges(request, ranged)
     ascending = request.query_params.get("ascending", "false").lower() == "true"
 
     def fetch(start, limit):  # noqa: ANN001, ANN202
@@ -291,7 +302,7 @@ def list_outgoing(request: Request, account_id: str) -> Response:
     authorize(request, account_id)
     columns_only = not any(k.startswith(("filter_", "has_", "key_missing", "missing_value"))
                            for k in request.query_params)
-    fetch = _fax_fetcher(request, account_id, "out", None, columns_only)
+    fetch = _fax_fetcher(request, account_id, "out", None, columns_only, ranged=False)
     if columns_only:
         return listing(request, fetch, outgoing_row, lambda m: (m["created"], m["id"]))
     return listing(request, fetch, lambda f: {**outgoing_row(f.__dict__ | {"to_number": f.to_number}),

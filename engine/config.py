@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
         "max_body_bytes": 20 * 1024 * 1024,
         "page_size": 50,              # default listing page size
         "max_paginate_false": 10000,  # rows returned at most by ?paginate=false (416 beyond)
+        "maximum_range": 2682000,     # widest created_from..created_to span of folder listings (s; 0: no cap)
     },
     "scheduler": {
         "enabled": True,
@@ -101,6 +102,7 @@ DEFAULTS: dict[str, Any] = {
         "default_domain": "fax.localhost",  # accounts get <account_id>.<default_domain> unless set
         "max_message_size": 10 * 1024 * 1024,
         "allow_all_when_empty": False,       # accept any sender when an account lists none
+        "max_sessions": 50,                  # SMTP sessions at once; more get "421 too busy"
         "retries": 3,
     },
 }

@@ -314,3 +314,82 @@ def test_gets_answer_while_a_write_waits_on_the_store(api, docs):
         other.close()
     writer.join(60)
     assert put["r"].status_code == 201, put["r"].text
+
+
+def test_auth_token_in_the_envelope_and_verb_tunnelling(server, api, docs):
+    """crossbar's request values: auth_token in the JSON body (also sent form-encoded by curl -d), and a
+    POST carrying ``verb`` (query or envelope) handled as that verb."""
+    url = server.base + api.url()
+    data = {**BASE, "document": {"url": docs.url("/doc.pdf")}}
+    r = httpx.put(url, json={"data": data, "auth_token": api.token}, timeout=10)
+    assert r.status_code == 201 and r.json()["auth_token"] == api.token, r.text
+    r = httpx.put(url, content=json.dumps({"data": data, "auth_token": api.token}).encode(), timeout=10,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 201, r.text
+    r = httpx.put(url, json={"data": data, "auth_token": "f" * 64}, timeout=10)
+    assert r.status_code == 401
+    r = httpx.put(url, json={"data": data, "auth_token": "f" * 64}, headers={"X-Auth-Token": api.token}, timeout=10)
+    assert r.status_code == 201   # the header comes first
+    # verb tunnelling
+    r = api.client.post(api.url("/outgoing"), params={"verb": "PUT"}, json={"data": data})
+    assert r.status_code == 201, r.text
+    tunnelled = r.json()["data"]["id"]
+    r = api.client.post(api.url("/outgoing"), json={"data": data, "verb": "put"})
+    assert r.status_code == 201, r.text
+    for _ in range(300):   # 409 while the job is on the line: try again after
+        r = api.client.post(api.url(f"/outgoing/{tunnelled}"), json={"data": {"to_name": "X"}, "verb": "PATCH"})
+        if r.status_code != 409:
+            break
+        time.sleep(0.1)
+    assert r.status_code == 200 and r.json()["data"]["to_name"] == "X", r.text
+    r = httpx.post(server.base + api.url(f"/outgoing/{tunnelled}"), params={"verb": "DELETE"},
+                   json={"auth_token": api.token}, timeout=10)
+    assert r.status_code == 200 and r.json()["data"]["_read_only"], r.text
+    r = httpx.post(server.base + "/v2/api_auth", params={"verb": "PUT"}, json={"data": {"api_key": api.api_key}})
+    assert r.status_code == 201 and r.json()["auth_token"]
+    r = api.client.post(api.url("/smtplog"), json={"verb": "DELETE"})
+    assert r.status_code == 405 and r.json()["message"] == "invalid_method"
+
+
+def test_folder_listing_range_is_capped(api):
+    now = int(time.time()) + 62167219200
+    for path in ("/outbox", "/inbox", "/incoming", "/smtplog"):
+        r = api.client.get(api.url(path), params={"created_from": now - 40 * 86400})
+        assert r.status_code == 400, (path, r.text)
+        err = r.json()["data"]["created_from"]["date_range"]
+        assert "more than 2682000 seconds from created_from" in err["message"]
+        r = api.client.get(api.url(path), params={"created_from": now - 50 * 86400, "created_to": now - 40 * 86400})
+        assert r.status_code == 200, (path, r.text)
+    # on outgoing created_* are plain filters
+    assert api.client.get(api.url("/outgoing"), params={"created_from": now - 400 * 86400}).status_code == 200
+
+
+def test_smtp_sessions_are_limited(server):
+    """Kazoo's fax_smtp: at most 50 sessions; one more gets 421 and is closed; a freed slot is reused."""
+    import socket
+
+    def connect() -> tuple[socket.socket, bytes]:
+        s = socket.create_connection(("127.0.0.1", server.smtp_port), timeout=10)
+        return s, s.recv(512)
+    held = []
+    try:
+        for _ in range(50):
+            s, greeting = connect()
+            held.append(s)
+            assert greeting.startswith(b"220"), greeting
+        extra, greeting = connect()
+        assert greeting.startswith(b"421") and b"too busy" in greeting
+        assert extra.recv(512) == b""   # closed by the server
+        extra.close()
+        held.pop().close()
+        for _ in range(50):   # the freed slot comes back once the server has seen the close
+            s, greeting = connect()
+            if greeting.startswith(b"220"):
+                held.append(s)
+                break
+            s.close()
+            time.sleep(0.05)
+        assert greeting.startswith(b"220"), greeting
+    finally:
+        for s in held:
+            s.close()
