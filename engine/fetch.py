@@ -104,6 +104,13 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
 
 
+def _time_left(deadline: float, policy: FetchPolicy) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError(f"could not retrieve file: timed out after {policy.timeout:g} s")
+    return left
+
+
 def fetch_sync(document: dict, policy: FetchPolicy) -> FetchedDocument:
     url = document.get("url") or ""
     method = (document.get("method") or "get").upper()
@@ -116,7 +123,7 @@ def fetch_sync(document: dict, policy: FetchPolicy) -> FetchedDocument:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         address = resolve(parts.hostname, port, policy)
         conn_cls = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
-        conn = conn_cls(parts.hostname, port, address, policy.timeout)
+        conn = conn_cls(parts.hostname, port, address, _time_left(deadline, policy))
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
@@ -144,19 +151,23 @@ def fetch_sync(document: dict, policy: FetchPolicy) -> FetchedDocument:
                 raise FetchError(f"document is {declared} bytes, over the {policy.max_bytes} byte limit")
             chunks, size = [], 0
             while True:
-                chunk = resp.read(65536)
+                # read1 and a socket timeout of what is left: a body trickled in byte by byte is still
+                # cut off at the deadline (read(n) would wait for n bytes, each inside the timeout).
+                if conn.sock is not None:
+                    conn.sock.settimeout(_time_left(deadline, policy))
+                chunk = resp.read1(65536)
                 if not chunk:
                     break
                 size += len(chunk)
                 if size > policy.max_bytes:
                     raise FetchError(f"document is over the {policy.max_bytes} byte limit")
                 chunks.append(chunk)
-                if time.monotonic() > deadline:
-                    raise FetchError(f"could not retrieve file: timed out after {policy.timeout:g} s")
             ctype = (resp.getheader("Content-Type") or "").split(";", 1)[0].strip().lower()
             return FetchedDocument(b"".join(chunks), ctype, url)
         except FetchError:
             raise
+        except TimeoutError:
+            raise FetchError(f"could not retrieve file: timed out after {policy.timeout:g} s") from None
         except (OSError, http.client.HTTPException) as exc:
             raise FetchError(f"could not connect to document URL: {exc}") from None
         finally:

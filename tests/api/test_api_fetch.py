@@ -73,3 +73,46 @@ def test_redirect_to_a_private_address_is_refused(web):
 def test_allow_private_opens_everything(web):
     doc = fetch_sync({"url": web.url("/doc.pdf", host="127.0.0.1")}, FetchPolicy(allow_private=True))
     assert doc.data.startswith(b"%PDF")
+
+
+@pytest.mark.timeout(30)
+def test_timeout_bounds_the_whole_fetch():
+    """A server trickling its body, each byte well inside the socket timeout, is still cut off at
+    ``timeout`` (reading until 64 KiB had arrived took hours)."""
+    import socket
+    import threading
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                try:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/pdf\r\nContent-Length: 100000\r\n\r\n")
+                    while not stop.is_set():
+                        conn.sendall(b"%")
+                        time.sleep(0.1)
+                except OSError:
+                    pass
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="timed out"):
+            fetch_sync({"url": f"http://localhost:{port}/trickle.pdf"},
+                       FetchPolicy(allowed_hosts=("localhost",), timeout=1.0))
+        assert time.monotonic() - started < 15   # a hang bound, not a speed claim
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
