@@ -158,7 +158,7 @@ def fresh_pg_database(url: str) -> str:
 
 
 class FaxServer:
-    def __init__(self, root: Path, mail: MailSink, extra_config: str = "") -> None:
+    def __init__(self, root: Path, mail: MailSink, extra_config: str = "", pg_url: str | None = None) -> None:
         self.root = root
         self.data_dir = root / "data"
         self.port = free_port()
@@ -167,8 +167,9 @@ class FaxServer:
         self.config_path = root / "faxengine.toml"
         storage = ""
         self.storage_url = f"sqlite:///{self.data_dir / 'faxengine.sqlite3'}"
-        if os.environ.get("FAXENGINE_TEST_PG_URL"):   # run the server on a fresh PostgreSQL database
-            self.storage_url = fresh_pg_database(os.environ["FAXENGINE_TEST_PG_URL"])
+        pg_url = pg_url or os.environ.get("FAXENGINE_TEST_PG_URL")
+        if pg_url:   # run the server on a fresh PostgreSQL database
+            self.storage_url = fresh_pg_database(pg_url)
             storage = f'[storage]\nurl = "{self.storage_url}"\n'
         self.config_path.write_text(storage + f"""
 [fetch]

@@ -393,3 +393,15 @@ def test_smtp_sessions_are_limited(server):
     finally:
         for s in held:
             s.close()
+
+
+def test_attachment_accept_header_and_inline(api, finished_job):
+    url = api.url(f"/outbox/{finished_job}/attachment")
+    tiff = api.client.get(url, headers={"Accept": "image/tiff"})
+    assert tiff.status_code == 200 and tiff.headers["content-type"] == "image/tiff" and tiff.content[:4] == b"II*\x00"
+    assert tiff.headers["content-disposition"].endswith(".tiff")
+    both = api.client.get(url, headers={"Accept": "application/pdf, image/tiff"})
+    assert both.content.startswith(b"%PDF")
+    inline = api.client.get(url, params={"disposition": "inline"})
+    assert inline.headers["content-disposition"].startswith("inline; filename=fax_document_")
+    assert inline.headers["etag"] == tiff.headers["etag"] and inline.headers["etag"].strip('"')

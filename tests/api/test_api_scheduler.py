@@ -372,3 +372,19 @@ async def test_a_locked_store_does_not_stall_the_call(tmp_path):
     finally:
         await sched.stop()
         store.close()
+
+
+def test_retry_delay_by_cause(store, account):
+    """Each cause waits its own configured delay before the next attempt (aliases map to their cause)."""
+    delays = {"busy": 100, "no_answer": 200, "training_failed": 300, "remote_hangup": 400}
+    sched = make_scheduler(store, ScriptedChannel(), retry_delay=delays, default_retry_delay=50)
+    cases = {"busy": 100, "no_answer": 200, "no_carrier": 200, "training_failed": 300, "failure_to_train": 300,
+             "remote_hangup": 400, "remote_disconnected": 400, "timeout": 50}
+    for code, expected in cases.items():
+        job = add_job(store, account, retries=5)
+        claimed = store.claim(job.id, sched.node)
+        before = time.time()
+        done = sched.release(claimed, SessionResult(success=False, error_code=code, error_message=code,
+                                                    retryable=True))
+        assert done.status == "pending" and done.attempts == 1, code
+        assert before + expected - 1 <= done.next_attempt <= time.time() + expected, (code, done.next_attempt - before)
