@@ -162,3 +162,25 @@ def test_quirks_lookup_is_data():
     assert q.pace_tx is True and q.tm_connect_delay == 0.2
     with pytest.raises(ValueError):
         with_overrides(Quirks(), {"no_such_knob": 1})
+
+
+async def test_reset_ladder_reaches_reopen_and_recovers(line_and_fake):
+    """AT, CAN and ATZ get nothing (DTR cannot drop on a pty): the port is closed and opened again, and the
+    modem answers then; the rung is reported and nothing is counted as a failure."""
+    line, fake = line_and_fake
+    state = {"atz": 0}
+
+    def at(f, cmd):
+        if state["atz"] >= 2:
+            f.reply("OK")
+
+    def atz(f, cmd):
+        state["atz"] += 1
+        if state["atz"] >= 2:                  # only the ATZ sent after the reopen gets through
+            f.reply("OK")
+
+    fake.handlers.update({"AT": at, "ATZ": atz})
+    assert await line.reset() == "reopen"
+    assert line.health.consecutive_failures == 0 and line.health.last_rung == "reopen"
+    assert fake.commands.count("ATZ") == 2 and fake.cans >= 1
+    assert (await line.ch.command("AT", 1.0)).ok              # the reopened port works
