@@ -76,7 +76,8 @@ async def serve(config: Config) -> None:
         if smtp is not None:
             smtp.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(smtp.wait_closed(), 5)
+                async with asyncio.timeout(5):   # not wait_for: it can swallow a cancel on 3.11
+                    await smtp.wait_closed()
         await scheduler.stop()
         await notifier.drain(10)
         ctx.store.close()

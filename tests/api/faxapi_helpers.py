@@ -207,8 +207,8 @@ sender = "faxengine@test.localhost"
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            FAXENGINE + ["serve", "--port", str(self.port), "--smtp-port", str(self.smtp_port), "--data-dir",
-                         str(self.data_dir), "--config", str(self.config_path)],
+            FAXENGINE + ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--smtp-port", str(self.smtp_port),
+                         "--data-dir", str(self.data_dir), "--config", str(self.config_path)],
             cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
