@@ -43,6 +43,7 @@ class SipService:
         self.slots = {t.name: asyncio.Semaphore(t.max_calls) for t in sip_config.trunks}
         self.jobs: dict[str, _Job] = {}
         self.receptions: set[object] = set()      # T30Sessions receiving now
+        self.inbound_tasks: set[asyncio.Task] = set()
         self.error = ""
         self._start_lock = asyncio.Lock()
         self._watch: asyncio.Task | None = None
@@ -80,6 +81,8 @@ class SipService:
                 session.abort("the fax engine is shutting down")
             for job_id in list(self.jobs):
                 self.abort(job_id, "interrupted: the fax engine is shutting down")
+            if self.inbound_tasks:    # let receptions record their outcome (and pages) before the calls go
+                await asyncio.wait(list(self.inbound_tasks), timeout=10)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(endpoint.close(), 15)
 
@@ -233,10 +236,15 @@ class SipService:
         from t38.sip import CallFailure, open_call_phy
 
         started = time.monotonic()
+        task = asyncio.current_task()
+        if task is not None:
+            self.inbound_tasks.add(task)
+            task.add_done_callback(self.inbound_tasks.discard)
         record = await asyncio.to_thread(
             self.inbound.begin, sip_call.account, from_number=sip_call.caller, to_number=sip_call.number,
             from_name=sip_call.caller_name, call_id=sip_call.call_id, channel=f"sip:{sip_call.trunk.name}")
         received: list = []
+        cancelled = False
         try:
             try:
                 phy = await open_call_phy(sip_call, self.clock, calling=False, pacing=bool(self.cfg["pacing"]),
@@ -253,15 +261,22 @@ class SipService:
                     result = await session.run()
                 finally:
                     self.receptions.discard(session)
+        except asyncio.CancelledError:       # the endpoint closed under us: still record the reception
+            cancelled = True
+            result = SessionResult(success=False, role="receive", error_code="interrupted",
+                                   error_message="interrupted: the fax engine stopped during reception")
         except Exception as exc:
             log.exception("inbound call %s failed", sip_call.call_id)
             result = SessionResult(success=False, role="receive", error_code="internal",
                                    error_message=f"internal error: {exc}")
         finally:
-            await sip_call.hangup()
+            with contextlib.suppress(Exception):
+                await sip_call.hangup()
         if not result.duration:
             result.duration = time.monotonic() - started
-        await self.inbound.finish(record.id, result, received)
+        await asyncio.shield(self.inbound.finish(record.id, result, received))
+        if cancelled:
+            raise asyncio.CancelledError
         log.info("inbound fax %s from %r to %r: %s, %d page(s)", record.id, sip_call.caller, sip_call.number,
                  "received" if result.success else result.error_message, len(received))
 
