@@ -59,7 +59,10 @@ def below_header(got: np.ndarray, want: np.ndarray) -> bool:
 async def test_efax_sends_to_our_class1_receiver(tmp_path):
     from modem.rig import Rig
 
-    page = make_page(rows=400, seed=11)
+    # efax divides the page's bytes by its whole seconds of sending (end_data: bytes*8/dt): a page sent
+    # within one wall-clock second kills it with SIGFPE (exit 5).  At 4x a 400-row page took ~0.8 s wall and
+    # failed about half the time; 1000 rows take ~2 s.
+    page = make_page(rows=1000, seed=11)
     f = efax_file(tmp_path, page.pixels, "p1")
     rig = Rig("pair", speed=SPEED, line_delay_ms=40, ring_interval=1.0)
     paths = await rig.start()
