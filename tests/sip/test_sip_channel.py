@@ -153,3 +153,24 @@ async def test_inbound_account_takes_calls_to_numbers_nobody_owns(tmp_path):
     inbox = store.list_faxes(catch_all.id, "in", statuses=["completed"])
     assert [f.to_number for f in inbox] == ["7777"]
     store.close()
+
+
+async def test_sip_port_in_use_leaves_the_engine_up_with_a_clear_reason(tmp_path):
+    busy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    busy.bind(("127.0.0.1", 0))
+    try:
+        port = busy.getsockname()[1]
+        cfg = _config(tmp_path, "a", f"[sip]\nport = {port}\n[sip.trunks.peer]\nproxy = \"127.0.0.1\"\n")
+        channels = build_channels(cfg, None)
+        await channels["sip"].start()
+        try:
+            health = channels["sip"].service.health()
+            assert health["running"] is False and "SIP endpoint not started on 127.0.0.1:" in health["error"]
+            result = await channels["sip:peer"].send(OutboundCall(job_id="j", account_id="acc", pages=[],
+                                                                  to_number="1", from_number=""), lambda s: None)
+            assert result.error_code == "no_channel" and result.retryable
+            assert result.error_message.startswith("SIP channel unavailable: SIP endpoint not started")
+        finally:
+            await channels["sip"].stop()
+    finally:
+        busy.close()
