@@ -16,6 +16,8 @@ import os
 import threading
 from ctypes import POINTER, c_char_p, c_float, c_int, c_size_t, c_ulong, c_void_p
 
+from .errors import ImagingError
+
 # fpdfview.h / fpdf_progressive.h constants
 ERR_PASSWORD = 4
 ANNOT, RENDER_NO_SMOOTHTEXT, RENDER_NO_SMOOTHPATH = 0x01, 0x1000, 0x4000
@@ -49,10 +51,12 @@ def library() -> ctypes.CDLL:
     with _lock:
         if _lib is None:
             spec = importlib.util.find_spec("pypdfium2_raw")
-            if spec is None or not spec.submodule_search_locations:
-                raise PdfiumError("PDFium is not installed (the pypdfium2 package)")
-            path = os.path.join(next(iter(spec.submodule_search_locations)), "libpdfium.so")
-            lib = ctypes.CDLL(path)
+            try:
+                if spec is None or not spec.submodule_search_locations:
+                    raise OSError("no pypdfium2_raw package")
+                lib = ctypes.CDLL(os.path.join(next(iter(spec.submodule_search_locations)), "libpdfium.so"))
+            except OSError as exc:  # not a property of the document: say what is missing
+                raise ImagingError(f"PDFium cannot be loaded (is pypdfium2 installed?): {exc}") from None
             signatures = {
                 "FPDF_InitLibrary": ([], None),
                 "FPDF_GetLastError": ([], c_ulong),

@@ -137,3 +137,15 @@ def test_wider_fax_tiff_is_scaled_to_1728_not_cropped():
     assert rule[0] < 120 and rule[-1] > 1728 - 120  # the whole rule, both ends
     right_bar = page.pixels[:, rule[-1] - 20 : rule[-1] + 1]
     assert right_bar.mean() > 0.5  # the bar at the far right survives
+
+
+def test_missing_pdfium_library_is_named_not_blamed_on_the_document(letter_pdf, monkeypatch):
+    import importlib.util
+
+    from imaging import pdfium
+    from imaging.errors import ImagingError
+
+    monkeypatch.setattr(pdfium, "_lib", None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImagingError, match="PDFium cannot be loaded"):
+        list(convert(letter_pdf))
