@@ -327,3 +327,21 @@ t38_request_as_caller = 0.3
     idents = [engines.api_b.client.get(engines.api_b.url(f"/inbox/{row['id']}")).json()["data"]["remote_station_id"]
               for row in rows]
     assert "CLI SENDER" in idents
+
+
+def test_health_without_sip_and_sip_status_says_so(tmp_path):
+    srv = FaxServer(tmp_path, _no_mail())
+    srv.start()
+    try:
+        r = httpx.get(srv.base + "/v2/health", timeout=10)
+        assert r.status_code == 200, r.text          # open: no token needed
+        data = r.json()["data"]
+        assert data["status"] == "ok" and data["sip"] is None and "loopback" in data["channels"]
+        out = subprocess.run(FAXENGINE + ["sip", "status", "--url", srv.base], cwd=REPO, capture_output=True,
+                             text=True, timeout=30)
+        assert out.returncode == 1 and "no SIP endpoint" in out.stdout
+    finally:
+        srv.stop()
+    out = subprocess.run(FAXENGINE + ["sip", "status", "--url", srv.base, "--timeout", "2"], cwd=REPO,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "no fax server answering" in out.stderr
