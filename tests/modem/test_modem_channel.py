@@ -237,3 +237,20 @@ async def test_modem_channel_answers_a_call_into_the_inbox(tmp_path, store):
     stored = [p.page for p in read_tiff_f(tiff)]
     for sent, rx in zip(pages, stored, strict=True):
         assert _same(sent.pixels, rx.pixels)
+
+
+def test_modem_channel_from_the_engine_toml(tmp_path, store):
+    from engine.channels.modem import build_modem_channel
+    from engine.config import load_config
+
+    toml = tmp_path / "faxengine.toml"
+    toml.write_text('[[modems]]\nport = "/dev/ttyACM0"\nrings = 2\nnumber = "+15550100"\nquirks = { pace_tx = true }\n'
+                    '[[modems]]\nport = "/dev/ttyACM1"\nclass = "2.0"\nrings = 0\n')
+    channel = build_modem_channel(load_config(toml), InboundRecorder(store))
+    assert [(s.settings.port, s.settings.kind, s.settings.rings) for s in channel.slots] == [
+        ("/dev/ttyACM0", "class1", 2), ("/dev/ttyACM1", "class2.0", 0)]
+    assert channel.slots[0].settings.quirks == {"pace_tx": True} and channel.capacity == 2
+    assert build_modem_channel(load_config(None), InboundRecorder(store)) is None
+    toml.write_text('[[modems]]\nport = "/dev/ttyACM0"\nclass = "3"\n')
+    with pytest.raises(ModemConfigError, match="class must be"):
+        build_modem_channel(load_config(toml), InboundRecorder(store))
