@@ -6,7 +6,8 @@ counts RINGs and answers after ``rings`` of them, landing the fax in ``incoming`
 gives it up within a second when no call is ringing), dials through :func:`modem.call.run_modem_call`
 and hands the port back.  A modem that fails ``max_failures`` times in a row (no answer to the reset
 ladder, port gone, modem errors) is marked down and no longer used; a call on a modem that vanished
-comes back retryable, so the scheduler tries the job again rather than losing it.
+or failed is tried at once on the next free modem, and otherwise comes back retryable, so the scheduler
+tries the job again rather than losing it.
 
 One ``[[modems]]`` entry::
 
@@ -197,20 +198,35 @@ class ModemChannel(Channel):
 
     # ------------------------------------------------------------------ outbound
 
-    def _pick(self) -> _Slot | None:
-        free = [s for s in self.slots if not s.down and not s.busy]
+    def _pick(self, exclude: frozenset[int] | set[int] = frozenset()) -> _Slot | None:
+        free = [s for i, s in enumerate(self.slots) if not s.down and not s.busy and i not in exclude]
         if not free:
             return None
         return min(free, key=lambda s: (s.want_port, s.lock.locked(), s.calls))
 
     async def send(self, call: OutboundCall, progress: Progress) -> SessionResult:
-        slot = self._pick()
-        if slot is None:
-            down = all(s.down for s in self.slots)
-            what = "every modem is marked down" if down and self.slots else (
-                "no modem configured" if not self.slots else "every modem is busy")
-            return SessionResult(role="send", success=False, error_code="no_modem", retryable=True,
-                                 error_message=f"no modem free: {what}")
+        """Dial on a free modem; when the modem itself fails (vanished, wedged, down), try the next free one
+        in the same attempt, so a job is not held up by one bad modem."""
+        tried: set[int] = set()
+        result: SessionResult | None = None
+        while True:
+            slot = self._pick(tried)
+            if slot is None:
+                if result is not None:
+                    return result
+                down = all(s.down for s in self.slots)
+                what = "every modem is marked down" if down and self.slots else (
+                    "no modem configured" if not self.slots else "every modem is busy")
+                return SessionResult(role="send", success=False, error_code="no_modem", retryable=True,
+                                     error_message=f"no modem free: {what}")
+            tried.add(self.slots.index(slot))
+            result, aborted = await self._send_on(slot, call, progress)
+            if result.success or aborted or result.error_code not in MODEM_FAILURE_CODES:
+                return result
+            log.warning("job %s: modem %s failed (%s); trying another modem", call.job_id, slot.settings.name,
+                        result.error_message)
+
+    async def _send_on(self, slot: _Slot, call: OutboundCall, progress: Progress) -> tuple[SessionResult, bool]:
         slot.busy = call.job_id
         slot.want_port += 1
         entry: dict = {"session": None, "task": None, "reason": None}
@@ -222,10 +238,10 @@ class ModemChannel(Channel):
                 waiting = False
                 if entry["reason"] is not None:
                     return SessionResult(role="send", success=False, error_code="aborted",
-                                         error_message=entry["reason"], retryable=False)
+                                         error_message=entry["reason"], retryable=False), True
                 if slot.down:
                     return SessionResult(role="send", success=False, error_code="modem_down", retryable=True,
-                                         error_message=f"modem {slot.settings.name} is marked down")
+                                         error_message=f"modem {slot.settings.name} is marked down"), False
                 slot.calls += 1
                 progress({"phase": "dialing", "event": "phase", "modem": slot.settings.name})
                 entry["task"] = asyncio.ensure_future(self._send_call(slot, call, progress, entry))
@@ -242,10 +258,11 @@ class ModemChannel(Channel):
             self._calls.pop(call.job_id, None)
             slot.busy = ""
         if entry["reason"] is not None and not result.success:
-            result.error_code = result.error_code if result.error_code == "aborted" else "aborted"
+            result.error_code = "aborted"
             result.error_message = entry["reason"]
             result.retryable = False
-        return result
+            return result, True
+        return result, False
 
     async def _send_call(self, slot: _Slot, call: OutboundCall, progress: Progress, entry: dict) -> SessionResult:
         from modem.call import run_modem_call

@@ -254,3 +254,34 @@ def test_modem_channel_from_the_engine_toml(tmp_path, store):
     toml.write_text('[[modems]]\nport = "/dev/ttyACM0"\nclass = "3"\n')
     with pytest.raises(ModemConfigError, match="class must be"):
         build_modem_channel(load_config(toml), InboundRecorder(store))
+
+
+@needs_spandsp
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_job_moves_to_the_next_modem_when_its_modem_vanishes(tmp_path, store):
+    """Modem 1 vanishes during training; the same attempt is placed again on modem 2 (the rig) and completes."""
+    from modem.rig import Rig
+
+    fake = FakeModem()
+    fake.hdlc_to_dte.extend([CSI, DIS])
+    fake.close_after_bytes = 100
+    rig = Rig(mode="answer", output_dir=str(tmp_path), speed=SPEED, answer_delay=0.5, far_modems=("v29",))
+    paths = await rig.start()
+    channel = ModemChannel(InboundRecorder(store), [{"port": fake.path, "rings": 0},
+                                                    {"port": paths["modem"], "rings": 0}],
+                           clock=ScaledClock(SPEED), t30_config=_t30(modems=("v29",)))
+    states: list[dict] = []
+    page = make_page(rows=100, seed=9)
+    await channel.start()
+    try:
+        result = await channel.send(OutboundCall("job-2", "acct", [page], "5551234", "5550000"), states.append)
+        far = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await channel.stop()
+        await rig.stop()
+        fake.close()
+    assert result.success and result.pages_sent == 1, result
+    assert [s["modem"] for s in states if "modem" in s] == [fake.path, paths["modem"]]
+    assert [h["failures"] for h in channel.health()] == [1, 0] and [h["calls"] for h in channel.health()] == [1, 1]
+    assert far["ok"] and _same(page.pixels, next(read_tiff_f(far["rx_tiff"])).page.pixels)
