@@ -1,8 +1,8 @@
 """The faxes routes under /v2/accounts/{ACCOUNT_ID}/faxes (Kazoo 4.3 set plus 3.x POST/PATCH/DELETE).
 
 Store work never runs on the event loop (it also carries the T.38 calls): routes without a body are
-plain ``def`` (FastAPI runs them in its thread pool); routes with one read it on the loop, then hand
-the rest to ``run_in_threadpool``."""
+plain ``def`` (FastAPI runs them in its thread pool); routes with one read its bytes on the loop, then
+hand everything else (access check, parsing, store) to the thread pool in one hop."""
 
 from __future__ import annotations
 
@@ -64,9 +64,12 @@ def reply(request: Request, data: Any, *, revision: str | None = None, status_co
                     status_code=status_code, extra=extra, headers=headers)
 
 
-async def body_of(request: Request, *, allow_files: bool = True) -> RequestBody:
-    raw = await read_body(request, ctx(request).config["api"]["max_body_bytes"])
-    return await run_in_threadpool(parse_body, request.headers.get("content-type"), raw, allow_files=allow_files)
+async def raw_body(request: Request) -> bytes:
+    return await read_body(request, ctx(request).config["api"]["max_body_bytes"])
+
+
+def body_of(request: Request, raw: bytes, *, allow_files: bool = True) -> RequestBody:
+    return parse_body(request.headers.get("content-type"), raw, allow_files=allow_files)
 
 
 def bad_identifier(fax_id: str) -> KazooError:
@@ -282,12 +285,13 @@ def _fax_fetcher(request: Request, account_id: str, direction: str, statuses, co
 @router.put("")
 @router.put("/outgoing")
 async def create_outgoing(request: Request, account_id: str) -> Response:
-    await run_in_threadpool(authorize, request, account_id)
-    body = await body_of(request)
-    return await run_in_threadpool(_create, request, account_id, body)
+    raw = await raw_body(request)
+    return await run_in_threadpool(_create, request, account_id, raw)
 
 
-def _create(request: Request, account_id: str, body: RequestBody) -> Response:
+def _create(request: Request, account_id: str, raw: bytes) -> Response:
+    authorize(request, account_id)
+    body = body_of(request, raw)
     envelope_ = dict(body.envelope)
     if body.files and "data" not in envelope_:
         # A bare document: the job's fields may come from the query string.
@@ -322,13 +326,14 @@ def _authorized_load(request: Request, account_id: str, fax_id: str, folder: str
 
 
 async def _edit(request: Request, account_id: str, fax_id: str, merge: bool) -> Response:
-    f = await run_in_threadpool(_authorized_load, request, account_id, fax_id, "outgoing")
-    body = await body_of(request)
-    return await run_in_threadpool(_edit_sync, request, f, body, merge)
+    raw = await raw_body(request)
+    return await run_in_threadpool(_edit_sync, request, account_id, fax_id, raw, merge)
 
 
-def _edit_sync(request: Request, f: Fax, body: RequestBody, merge: bool) -> Response:
+def _edit_sync(request: Request, account_id: str, fax_id: str, raw: bytes, merge: bool) -> Response:
     c = ctx(request)
+    f = _authorized_load(request, account_id, fax_id, "outgoing")
+    body = body_of(request, raw)
     if f.status == "processing":
         raise KazooError(409, "job_in_progress", {"message": "the fax is being transmitted; try again when it ends"})
     data = body.envelope.get("data", {} if body.files else None)
@@ -488,14 +493,14 @@ for _folder in ("outbox", "inbox", "incoming"):
 
 
 async def _action(request: Request, account_id: str, fax_id: str, folder: str, allowed: str) -> Response:
-    f = await run_in_threadpool(_authorized_load, request, account_id, fax_id, folder)
-    body = await body_of(request, allow_files=False)
-    return await run_in_threadpool(_action_sync, request, account_id, f, body, folder, allowed)
+    raw = await raw_body(request)
+    return await run_in_threadpool(_action_sync, request, account_id, fax_id, raw, folder, allowed)
 
 
-def _action_sync(request: Request, account_id: str, f: Fax, body: RequestBody, folder: str,
-                 allowed: str) -> Response:
+def _action_sync(request: Request, account_id: str, fax_id: str, raw: bytes, folder: str, allowed: str) -> Response:
     c = ctx(request)
+    f = _authorized_load(request, account_id, fax_id, folder)
+    body = body_of(request, raw, allow_files=False)
     action = body.envelope.get("action")
     if action is None:
         raise KazooError.validation({"action": {"required": {"message": "action required", "value": "action"}}})
