@@ -265,13 +265,15 @@ def _fax_fetcher(request: Request, account_id: str, direction: str, statuses, co
                  ranged: bool = True):
     store = ctx(request).store
     created_from, created_to = _ranges(request, ranged)
+    modified_from = _gregorian_param(request, "modified_from")   # crossbar filters on the last change
+    modified_to = _gregorian_param(request, "modified_to")
     ascending = request.query_params.get("ascending", "false").lower() == "true"
 
     def fetch(start, limit):  # noqa: ANN001, ANN202
         rows = store.list_faxes(account_id, direction, statuses=statuses, start_key=None if start is None
                                 else tuple(start), limit=limit + (1 if isinstance(start, _after) else 0),
-                                created_from=created_from, created_to=created_to, ascending=ascending,
-                                columns_only=columns_only)
+                                created_from=created_from, created_to=created_to, modified_from=modified_from,
+                                modified_to=modified_to, ascending=ascending, columns_only=columns_only)
         if isinstance(start, _after):
             rows = [r for r in rows if (r["created"], r["id"]) != tuple(start)] if columns_only else \
                 [r for r in rows if (r.created, r.id) != tuple(start)]

@@ -329,6 +329,7 @@ class Store:
     def list_faxes(self, account_id: str, direction: str, *, statuses: Iterable[str] | None = None,
                    start_key: tuple[int, str] | None = None, limit: int | None = 50,
                    created_from: int | None = None, created_to: int | None = None,
+                   modified_from: int | None = None, modified_to: int | None = None,
                    ascending: bool = False, columns_only: bool = False) -> list:
         """Newest first (by creation, then id); ``start_key`` is the (created, id) of the first row wanted."""
         cols = [faxes.c.id, faxes.c.status, faxes.c.to_number, faxes.c.from_number, faxes.c.attempts,
@@ -341,6 +342,10 @@ class Store:
             q = q.where(faxes.c.created >= created_from)
         if created_to is not None:
             q = q.where(faxes.c.created <= created_to)
+        if modified_from is not None:
+            q = q.where(faxes.c.modified >= modified_from)
+        if modified_to is not None:
+            q = q.where(faxes.c.modified <= modified_to)
         key = tuple_(faxes.c.created, faxes.c.id)
         if start_key is not None:
             q = q.where(key >= tuple_(*start_key) if ascending else key <= tuple_(*start_key))

@@ -405,3 +405,25 @@ def test_attachment_accept_header_and_inline(api, finished_job):
     inline = api.client.get(url, params={"disposition": "inline"})
     assert inline.headers["content-disposition"].startswith("inline; filename=fax_document_")
     assert inline.headers["etag"] == tiff.headers["etag"] and inline.headers["etag"].strip('"')
+
+
+def test_modified_range_filters(api, docs):
+    job = api.create({**BASE, "to_number": "15550003131", "document": {"url": docs.url("/doc.pdf")}})
+    done = api.wait_status(job["id"])
+    store = api.server.store()
+    try:
+        modified = store.get_fax(job["id"]).modified
+    finally:
+        store.close()
+    assert done["status"] == "completed"
+
+    def ids(path: str, **params) -> list[str]:  # noqa: ANN003
+        r = api.client.get(api.url(path), params={"paginate": "false", **params})
+        assert r.status_code == 200, r.text
+        return [row["id"] for row in r.json()["data"]]
+    for path in ("/outgoing", "/outbox"):
+        assert job["id"] in ids(path, modified_from=modified, modified_to=modified)
+        assert job["id"] not in ids(path, modified_from=modified + 1)
+        assert job["id"] not in ids(path, modified_to=modified - 1)
+    r = api.client.get(api.url("/outgoing"), params={"modified_from": "yesterday"})
+    assert r.status_code == 400 and "modified_from" in r.json()["data"]
