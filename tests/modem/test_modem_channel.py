@@ -285,3 +285,68 @@ async def test_job_moves_to_the_next_modem_when_its_modem_vanishes(tmp_path, sto
     assert [s["modem"] for s in states if "modem" in s] == [fake.path, paths["modem"]]
     assert [h["failures"] for h in channel.health()] == [1, 0] and [h["calls"] for h in channel.health()] == [1, 1]
     assert far["ok"] and _same(page.pixels, next(read_tiff_f(far["rx_tiff"])).page.pixels)
+
+
+def _class20_factory(phy, clock, *, send_pages, on_page, calling, ident, ecm):  # noqa: ANN001, ANN202
+    from engine.t30 import T30Session
+    return T30Session(phy, clock, T30Config(ident=ident, ecm=ecm), send_pages=send_pages, on_page=on_page,
+                      calling=calling)
+
+
+@needs_spandsp
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_class20_modem_channel_answers_into_the_inbox_and_sends(tmp_path, store):
+    """The channel on the rig's Class 2.0 modem: a call is answered (rings counted by the channel, then
+    Class2Driver answers at once) into the inbox; then a job goes out through the same modem."""
+    from modem.rig import Rig
+    from modem.rig.class20 import Class20Modem
+
+    account = store.create_account("c20", settings={"numbers": ["15550111"]})
+    pages = [make_page(rows=200, seed=43)]
+    tx = tmp_path / "tx.tif"
+    write_tiff_f(str(tx), pages)
+    rig = Rig("call", tx_tiff=str(tx), speed=SPEED, call_delay=0.5, ring_interval=1.0, far_ident="+1 555 0404")
+    paths = await rig.start()
+    modem = Class20Modem(paths["modem"], _class20_factory, clock=ScaledClock(SPEED))
+    try:
+        path = await modem.start()
+        channel = ModemChannel(InboundRecorder(store), [{"port": path, "class": "2.0", "rings": 2,
+                                                         "number": "15550111", "ecm": False}])
+        await channel.start()
+        try:
+            await rig.wait_results(1, timeout=40)
+            deadline = time.monotonic() + 15
+            while not ((got := store.list_faxes(account.id, "in")) and got[0].status in ("completed", "failed")):
+                assert time.monotonic() < deadline, got
+                await asyncio.sleep(0.05)
+        finally:
+            await channel.stop()
+    finally:
+        await modem.stop()
+        await rig.stop()
+    fax = got[0]
+    assert fax.status == "completed" and fax.doc["remote_station_id"] == "+1 555 0404", fax.doc
+    _, tiff = store.get_attachment(fax.id, "received_file.tiff")
+    assert _same(pages[0].pixels, next(read_tiff_f(tiff)).page.pixels)
+    assert modem.commands.count("ATA") == 1 and "AT+FCLASS=2.0" in modem.commands
+
+    rig = Rig("answer", output_dir=str(tmp_path), speed=SPEED, answer_delay=0.5)
+    paths = await rig.start()
+    modem = Class20Modem(paths["modem"], _class20_factory, clock=ScaledClock(SPEED))
+    try:
+        path = await modem.start()
+        channel = ModemChannel(InboundRecorder(store), [{"port": path, "class": "2.0", "rings": 1, "ecm": False}],
+                               default_account=account.id)
+        await channel.start()
+        try:
+            result = await channel.send(OutboundCall("job-c20", account.id, pages, "5551234", "5550000",
+                                                     ident="+1 555 0111"), lambda s: None)
+        finally:
+            await channel.stop()
+        far = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await modem.stop()
+        await rig.stop()
+    assert result.success and result.pages_sent == 1, result
+    assert far["ok"] and _same(pages[0].pixels, next(read_tiff_f(far["rx_tiff"])).page.pixels)
