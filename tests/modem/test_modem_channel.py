@@ -350,3 +350,48 @@ async def test_class20_modem_channel_answers_into_the_inbox_and_sends(tmp_path, 
         await rig.stop()
     assert result.success and result.pages_sent == 1, result
     assert far["ok"] and _same(pages[0].pixels, next(read_tiff_f(far["rx_tiff"])).page.pixels)
+
+
+@needs_spandsp
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_scheduler_job_through_the_modem_channel_completes(tmp_path, store):
+    """A stored job, claimed by the scheduler, goes out on the modem channel to the rig's fax machine."""
+    from engine.config import load_config
+    from engine.fetch import FetchPolicy
+    from engine.scheduler import Scheduler
+    from engine.store.documents import DocumentService
+    from modem.rig import Rig
+
+    account = store.create_account("modem-ok")
+    page = make_page(rows=150, seed=13)
+    tiff = tmp_path / "job.tif"
+    write_tiff_f(str(tiff), [page])
+    out = tmp_path / "far"
+    out.mkdir()
+    rig = Rig(mode="answer", output_dir=str(out), speed=SPEED, answer_delay=0.5)
+    paths = await rig.start()
+    channel = ModemChannel(InboundRecorder(store), [{"port": paths["modem"], "rings": 1, "ident": "+1 555 0177"}],
+                           clock=ScaledClock(SPEED))
+    config = load_config(None)
+    config["scheduler"].update({"poll_interval": 0.05})
+    config["channels"]["default"] = "modem"
+    sched = Scheduler(store, config, DocumentService(store, FetchPolicy()), {"modem": channel})
+    job = store.insert_fax(account.id, "out", "pending",
+                           {"from_number": "15550177", "to_number": "5551234", "retries": 1, "attempts": 0},
+                           next_attempt=time.time(), files={"original_file.tiff": ("image/tiff", tiff.read_bytes())})
+    await sched.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (f := store.get_fax(job.id)).status not in ("completed", "failed"):
+            assert time.monotonic() < deadline, f
+            await asyncio.sleep(0.05)
+        far = (await rig.wait_results(1, timeout=30))[0]
+    finally:
+        await sched.stop()
+        await rig.stop()
+    assert f.status == "completed" and f.attempts == 1, f.doc.get("tx_result")
+    tx = f.doc["tx_result"]
+    assert tx["success"] and tx["transferred_pages"] == 1 and tx["remote_station_id"] == "+1 555 0100"
+    assert far["ok"] and far["pages"] == 1
+    assert _same(page.pixels, next(read_tiff_f(far["rx_tiff"])).page.pixels)     # a TIFF-F goes out as it is
