@@ -1,7 +1,7 @@
 # `make run` and `make test` each do the whole set-up on a fresh Debian machine (as root).
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := libspandsp2 libtiff-tools ghostscript efax kamailio fonts-dejavu-core mgetty-viewfax time postgresql
+APT_PACKAGES := libspandsp2 libtiff-tools ghostscript efax kamailio fonts-dejavu-core mgetty-viewfax time postgresql poppler-utils
 STAMP := $(VENV)/.installed
 
 .PHONY: run test lint system-deps bench clean
