@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 from starlette.requests import Request
 
 from api.envelope import KazooError
+from engine.store.documents import magic_type
 
 JSON_TYPES = ("application/json", "application/x-json")
 DOCUMENT_TYPES = {
@@ -53,17 +54,9 @@ def media_type(header: str | None) -> str:
 
 def sniff_type(data: bytes, filename: str = "", declared: str = "") -> str:
     """The document type from its magic bytes, else the declared type, else the file name."""
-    head = data[:8]
-    if head.startswith(b"%PDF"):
-        return "application/pdf"
-    if head[:4] in (b"II*\x00", b"MM\x00*"):
-        return "image/tiff"
-    if head.startswith(b"\x89PNG"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "image/gif"
+    magic = magic_type(data)
+    if magic:
+        return magic
     declared = media_type(declared)
     if declared and declared != "application/octet-stream":
         return "image/tiff" if declared == "image/tif" else declared

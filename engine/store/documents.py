@@ -29,7 +29,8 @@ class PreparedDocument:
     tiff: bytes
 
 
-def sniff(data: bytes, declared: str = "") -> str:
+def magic_type(data: bytes) -> str | None:
+    """The document type its first bytes announce, or None; the one place that reads magic numbers."""
     head = data[:8]
     if head.startswith(b"%PDF"):
         return "application/pdf"
@@ -41,7 +42,11 @@ def sniff(data: bytes, declared: str = "") -> str:
         return "image/jpeg"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "image/gif"
-    return declared or "application/octet-stream"
+    return None
+
+
+def sniff(data: bytes, declared: str = "") -> str:
+    return magic_type(data) or declared or "application/octet-stream"
 
 
 def pages_to_tiff(pages: list[FaxPage]) -> bytes:
