@@ -20,7 +20,7 @@ from PIL import Image
 
 from .errors import ImagingError
 from .page import FaxPage
-from .tiff_f import T4_2D, RawPage, encode_strip, raw_pages, reverse_bits
+from .tiff_f import T4_2D, RawPage, encode_strip, raw_pages, reverse_bits, source_bytes
 
 
 class _PdfWriter:
@@ -100,7 +100,7 @@ def _ccitt(raw: RawPage) -> tuple[bytes, bytes] | None:
 
 def tiff_to_pdf(source: bytes | str | os.PathLike[str], out: str | os.PathLike[str] | BinaryIO) -> int:
     """Write every page of a bilevel TIFF as a PDF page of the same physical size; returns the page count."""
-    data = source if isinstance(source, bytes | bytearray) else _read(source)
+    data = source_bytes(source)
     owns = not hasattr(out, "write")
     fp: BinaryIO = open(out, "wb") if owns else out  # type: ignore[arg-type]  # noqa: SIM115
     try:
@@ -148,10 +148,3 @@ def pages_to_pdf(pages: Iterable[FaxPage], out: BinaryIO | None = None) -> bytes
     writer.close()
     return fp.getvalue() if out is None else None
 
-
-def _read(path: str | os.PathLike[str]) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise ImagingError(f"cannot read {os.fspath(path)}: {exc.strerror}") from None

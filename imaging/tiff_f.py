@@ -301,7 +301,7 @@ class RawPage:
 
 
 def _open_tiff(source: bytes | str | os.PathLike[str]) -> Image.Image:
-    data = source if isinstance(source, bytes | bytearray) else _read(source)
+    data = source_bytes(source)
     if data[:4] not in (b"II*\x00", b"MM\x00*"):
         raise ImagingError("not a TIFF file")
     from PIL import Image
@@ -312,12 +312,15 @@ def _open_tiff(source: bytes | str | os.PathLike[str]) -> Image.Image:
         raise ImagingError(f"unreadable TIFF: {exc}") from None
 
 
-def _read(path: str | os.PathLike[str]) -> bytes:
+def source_bytes(source: bytes | str | os.PathLike[str]) -> bytes:
+    """A TIFF given as bytes or as a path, as bytes; an unreadable path is an ImagingError."""
+    if isinstance(source, bytes | bytearray):
+        return source
     try:
-        with open(path, "rb") as fh:
+        with open(source, "rb") as fh:
             return fh.read()
     except OSError as exc:
-        raise ImagingError(f"cannot read {os.fspath(path)}: {exc.strerror}") from None
+        raise ImagingError(f"cannot read {os.fspath(source)}: {exc.strerror}") from None
 
 
 def resolution_dpi(tags: TiffImagePlugin.ImageFileDirectory_v2) -> tuple[float, float]:
@@ -390,7 +393,7 @@ def read_tiff_f(source: bytes | str | os.PathLike[str]) -> Iterator[StoredPage]:
 
 def raw_pages(source: bytes | str | os.PathLike[str]) -> Iterator[RawPage]:
     """The coded strips of every page, without decoding (for passthrough into PDF)."""
-    data = source if isinstance(source, bytes | bytearray) else _read(source)
+    data = source_bytes(source)
     image = _open_tiff(data)
     with image:
         for index in _frames(image):
