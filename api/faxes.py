@@ -429,12 +429,17 @@ def _folder_get(folder: str):  # noqa: ANN202
     return handler
 
 
+def _load_idle(request: Request, account_id: str, fax_id: str, folder: str) -> Fax:
+    """The fax for a deletion: refused (409) while it is on the line, so its record and pages stay whole."""
+    f = _authorized_load(request, account_id, fax_id, folder)
+    if f.status in ("processing", "receiving"):
+        raise KazooError(409, "job_in_progress", {"message": "the fax is being transmitted"})
+    return f
+
+
 def _folder_delete(folder: str):  # noqa: ANN202
     def handler(request: Request, account_id: str, fax_id: str) -> Response:
-        authorize(request, account_id)
-        f = load(request, account_id, fax_id, folder)
-        if f.status in ("processing", "receiving"):
-            raise KazooError(409, "job_in_progress", {"message": "the fax is being transmitted"})
+        f = _load_idle(request, account_id, fax_id, folder)
         hard = request.query_params.get("should_soft_delete", "true").lower() == "false"
         f = ctx(request).store.update_fax(f.id, deleted=True)
         if hard:
@@ -476,10 +481,7 @@ def _attachment_get(folder: str):  # noqa: ANN202
 
 def _attachment_delete(folder: str):  # noqa: ANN202
     def handler(request: Request, account_id: str, fax_id: str) -> Response:
-        authorize(request, account_id)
-        f = load(request, account_id, fax_id, folder)
-        if f.status in ("processing", "receiving"):
-            raise KazooError(409, "job_in_progress", {"message": "the fax is being transmitted"})
+        f = _load_idle(request, account_id, fax_id, folder)
         removed = ctx(request).store.delete_attachments(f.id)
         return reply(request, {"id": f.id, "_read_only": {"deleted": True, "attachments_removed": removed}},
                      revision=f.rev)
