@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import sys
 
-from engine.config import ConfigError, load_config
+from engine.config import ConfigError, load_config  # light: tomllib only; asyncio and the server load in handlers
 
 
 def _config(args: argparse.Namespace):  # noqa: ANN202
@@ -25,6 +24,8 @@ def _serve(args: argparse.Namespace) -> int:
     except (ConfigError, OSError) as exc:
         print(f"faxengine: bad configuration: {exc}", file=sys.stderr)
         return 2
+    import asyncio
+
     from api.server import serve
 
     asyncio.run(serve(config))

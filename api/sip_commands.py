@@ -8,8 +8,6 @@ import argparse
 import json
 import sys
 import time
-import urllib.error
-import urllib.request
 
 from engine.config import ConfigError, load_config
 
@@ -47,6 +45,10 @@ def _describe(sip: dict) -> list[str]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    # here, not at the top: every faxengine command imports this module
+    import urllib.error
+    import urllib.request
+
     try:
         url = _health_url(args)
     except (ConfigError, OSError) as exc:

@@ -7,17 +7,19 @@ Exit status: 0 success, 1 the fax failed, 2 bad input (file, options) before any
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from engine.result import SessionResult
-from engine.via import ViaError, call_runner, opener, parse_via
+if TYPE_CHECKING:
+    from engine.result import SessionResult
+
+# asyncio, engine.via and the rig are imported by the handlers: every faxengine command builds this
+# module's parsers, and only send/receive/rig need them.
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 RESOLUTIONS = ("auto", "standard", "fine", "superfine")
@@ -47,7 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="seconds to wait for the caller (default 120)")
     _common(p)
     p.set_defaults(func=_run(_receive))
-    _register_rig_class20()
+
+
+def prepare(args: argparse.Namespace) -> None:
+    """Called by api/cli.py before the chosen command runs: the rig gets the engine's T.30 only when it runs."""
+    if args.command == "rig":
+        _register_rig_class20()
 
 
 def _class20_session(phy, clock, *, send_pages, on_page, calling, ident, ecm):  # noqa: ANN001, ANN202
@@ -85,6 +92,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _run(handler):
     def run(args: argparse.Namespace) -> int:
+        import asyncio
+
+        from engine.via import ViaError
+
         try:
             _check(args)
             return asyncio.run(handler(args))
@@ -182,6 +193,7 @@ def _emit(result: SessionResult, extra: dict[str, Any] | None = None) -> int:
 async def _send(args: argparse.Namespace) -> int:
     from engine.clock import MonotonicClock
     from engine.t30 import T30Session
+    from engine.via import call_runner, opener, parse_via
 
     via = parse_via(args.via, "send")
     pages = _load_pages(args.file, args.resolution)
@@ -207,8 +219,12 @@ async def _send(args: argparse.Namespace) -> int:
 
 
 async def _receive(args: argparse.Namespace) -> int:
+    import asyncio
+
     from engine.clock import MonotonicClock
+    from engine.result import SessionResult
     from engine.t30 import T30Session
+    from engine.via import call_runner, opener, parse_via
 
     via = parse_via(args.via, "receive")
     out = Path(args.out)

@@ -11,11 +11,12 @@ import time
 import warnings
 from collections.abc import Callable
 
-from .convert import DEFAULT_PAGE_LIMIT, convert_to_tiff
 from .errors import ImagingError
 from .page import Y_DPI
 from .paper import PAPER_CHOICES
 from .tiff_f import COMPRESSIONS
+
+DEFAULT_PAGE_LIMIT = 100     # imaging.convert's default, repeated so building the parser does not load PIL
 
 LONG_DOCUMENT = 20  # pages: progress is shown for documents this long even when stderr is not a terminal
 EXIT_BAD_INPUT = 2
@@ -105,6 +106,8 @@ def _convert(args: argparse.Namespace) -> int:
 
             result = convert_to_tiff_parallel(args.input, partial, workers=args.workers, **options)
         else:
+            from .convert import convert_to_tiff
+
             result = convert_to_tiff(args.input, partial, **options)
         os.replace(partial, args.output)
     finally:
