@@ -1,4 +1,4 @@
-"""Channels carry fax calls: the loopback channel (T.38 to ourselves), SIP trunks, later modems."""
+"""Channels carry fax calls: the loopback channel (T.38 to ourselves), SIP trunks and fax modems."""
 
 from __future__ import annotations
 
@@ -23,4 +23,10 @@ def build_channels(config, inbound) -> dict[str, Channel]:  # noqa: ANN001
         from engine.channels.sip import build_sip_channels
 
         channels.update(build_sip_channels(config, inbound)[1])
+    if config["modems"]:
+        from engine.channels.modem import build_modem_channel
+
+        modem = build_modem_channel(config, inbound)
+        if modem is not None:
+            channels["modem"] = modem
     return channels

@@ -256,6 +256,19 @@ def test_modem_channel_from_the_engine_toml(tmp_path, store):
         build_modem_channel(load_config(toml), InboundRecorder(store))
 
 
+def test_server_channels_include_the_configured_modems(tmp_path, store):
+    """What `faxengine serve` builds: [[modems]] in the TOML gives the scheduler a "modem" channel."""
+    from engine.channels import build_channels
+    from engine.config import load_config
+
+    toml = tmp_path / "faxengine.toml"
+    toml.write_text('[[modems]]\nport = "/dev/ttyACM0"\nrings = 0\n')
+    channels = build_channels(load_config(toml), InboundRecorder(store))
+    assert set(channels) == {"loopback", "modem"}
+    assert [s.settings.port for s in channels["modem"].slots] == ["/dev/ttyACM0"]
+    assert "modem" not in build_channels(load_config(None), InboundRecorder(store))
+
+
 @needs_spandsp
 @pytest.mark.slow
 @pytest.mark.timeout(120)
