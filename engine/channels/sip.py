@@ -83,8 +83,9 @@ class SipService:
                 self.abort(job_id, "interrupted: the fax engine is shutting down")
             if self.inbound_tasks:    # let receptions record their outcome (and pages) before the calls go
                 await asyncio.wait(list(self.inbound_tasks), timeout=10)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(endpoint.close(), 15)
+            with contextlib.suppress(Exception):   # asyncio.timeout, not wait_for: it can eat a cancel (3.11)
+                async with asyncio.timeout(15):
+                    await endpoint.close()
 
     async def _log_registrations(self) -> None:
         """Registration changes in the serve log (the CLI and /v2/health show the current state)."""
@@ -127,7 +128,8 @@ class SipService:
                         and not job.abort_reason:
                     progress({"phase": "waiting for a free line", "channel": channel_name})
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(job.waiting.wait(), 0.2)
+                        async with asyncio.timeout(0.2):
+                            await job.waiting.wait()
                 if job.abort_reason or self.endpoint is None:
                     return self._aborted(job)
                 progress({"phase": "dialing", "event": "phase", "channel": channel_name, "trunk": trunk.name})
