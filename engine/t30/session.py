@@ -25,6 +25,7 @@ from engine.t30.dis import Capabilities, DcsParams, ctc_fif, decode_ident, encod
 from engine.t30.quality import judge_page
 from engine.t30.tcf import tcf_bytes, tcf_ok
 from imaging.page import FAX_WIDTH, Y_DPI, FaxPage
+from imaging.paper import page_rows
 
 log = logging.getLogger(__name__)
 
@@ -398,11 +399,23 @@ class T30Session:
                 return res
         return "standard"
 
-    @staticmethod
-    def _convert(page: FaxPage, resolution: str) -> np.ndarray:
+    def _convert(self, page: FaxPage, resolution: str) -> np.ndarray:
+        """The page at the negotiated resolution, and no longer than the receiver can record.
+
+        A receiver without "unlimited length" in its DIS records A4 length only (our DCS says so):
+        a longer page (Legal) is shrunk vertically to A4 by dropping rows evenly, so nothing at the
+        bottom is lost, rather than sent whole to a machine that would cut or reject it."""
         step = page.y_dpi // Y_DPI[resolution]
         pixels = np.asarray(page.pixels, dtype=bool)
-        return pixels[::step] if step > 1 else pixels
+        if step > 1:
+            pixels = pixels[::step]
+        if not self._remote.unlimited_length:
+            limit = page_rows("a4", Y_DPI[resolution])
+            if pixels.shape[0] > limit:
+                log.info("page %d: %d rows shrunk to the receiver's A4 length (%d rows)",
+                         self._page_no, pixels.shape[0], limit)
+                pixels = pixels[np.linspace(0, pixels.shape[0] - 1, limit).round().astype(np.intp)]
+        return pixels
 
     async def _train(self) -> None:
         """Send TSI/DCS and TCF, walking down the fallback list on FTT, until CFR."""

@@ -134,6 +134,34 @@ def test_sender_happy_path_frame_by_frame():
     assert image[0][2] is True and image[1][2] is False   # TCF long training, page short training
 
 
+@pytest.mark.parametrize("unlimited", [False, True])
+def test_legal_page_fits_an_a4_only_receiver(unlimited):
+    """DIS without "unlimited length": a Legal page (2744 fine rows) arrives at A4 length (2292 rows),
+    top and bottom rows kept; a receiver with unlimited length gets it whole."""
+    legal = page(rows=2744, seed=7)
+    legal.pixels[0, :100] = True
+    legal.pixels[-1, -100:] = True
+
+    async def far_script(far, s):
+        await far.send_dis(ecm=False, unlimited_length=unlimited)
+        dcs = await train(far)
+        assert dcs.unlimited_length is unlimited
+        decoded = codec.decode(await far.image(V17), codec.Compression.MR, 1728, lsb_first=True)
+        await far.expect(fcf.EOP)
+        await far.send(fcf.MCF)
+        await far.expect(fcf.DCN)
+        return decoded
+
+    result, decoded, _, _ = run_pair(sender([legal]), far_script)
+    assert result.success and decoded.bad_rows == 0
+    if unlimited:
+        assert np.array_equal(decoded.pixels, legal.pixels)
+    else:
+        assert decoded.rows == 2292
+        assert np.array_equal(decoded.pixels[0], legal.pixels[0])
+        assert np.array_equal(decoded.pixels[-1], legal.pixels[-1])
+
+
 def test_sender_ftt_then_fallback():
     async def far_script(far, s):
         await far.send_dis(ecm=False)
