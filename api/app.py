@@ -44,6 +44,14 @@ class AppContext:
             hit = self._accounts[account_id] = (time.monotonic() + 30, self.store.get_account(account_id))
         return hit[1]
 
+    def channel_names(self) -> set[str]:
+        """The channels a job may name: the running scheduler's, else those the configuration enables."""
+        if self.scheduler is not None:
+            return set(self.scheduler.channels)
+        from engine.channels import channel_names
+
+        return channel_names(self.config)
+
     def wake(self) -> None:
         if self.scheduler is not None:
             self.scheduler.wake()

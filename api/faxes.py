@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from api.body import RequestBody, parse_body, read_body
 from api.envelope import KazooError, envelope
-from api.jobs import create_job, default_tx_result, original_names
+from api.jobs import channel_errors, create_job, default_tx_result, original_names
 from api.validation import deep_merge, validate_fax
 from engine.store import GREGORIAN_OFFSET, Conflict, Fax
 
@@ -349,6 +349,7 @@ def _edit_sync(request: Request, account_id: str, fax_id: str, raw: bytes, merge
     if merge or (body.files and not body.envelope):
         data = deep_merge(current, data)
     doc, errors = validate_fax(data)
+    errors = {**errors, **channel_errors(c, doc)}
     if errors:
         raise KazooError.validation(errors)
     doc["attempts"] = 0

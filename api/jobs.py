@@ -29,8 +29,23 @@ def check_files(files: list[UploadedFile]) -> None:
                                     "or plain text")
 
 
+def channel_errors(ctx: Any, doc: dict) -> dict:
+    """A ``channel`` the server does not have is refused here: the scheduler would send on the default."""
+    if "channel" not in doc:
+        return {}
+    channel = doc["channel"]
+    if not isinstance(channel, str):
+        return {"channel": {"type": {"message": "Value did not match type(s): string", "value": channel}}}
+    names = sorted(ctx.channel_names())
+    if channel not in names:
+        return {"channel": {"enum": {"message": "Value not found in enumerated list of values", "value": channel,
+                                     "target": names}}}
+    return {}
+
+
 def prepare_doc(ctx: Any, account_id: str, data: Any, has_files: bool) -> dict:
     doc, errors = validate_fax(data)
+    errors = {**errors, **channel_errors(ctx, doc)}
     if not errors and not has_files and not (isinstance(doc.get("document"), dict) and doc["document"].get("url")):
         errors = {"document.url": {"required": {"message": "add document url or upload a document"}}}
     if errors:

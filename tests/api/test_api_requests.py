@@ -50,6 +50,28 @@ def test_schema_violations(api, data, path, rule):
     assert "message" in body["data"][path][rule]
 
 
+def test_unknown_channel_refused_at_create_and_update(api, docs):
+    """A job naming a channel the server lacks is a validation error, not a fax on the default channel."""
+    r = api.client.put(api.url(), json={"data": {**BASE, "document": {"url": docs.url("/doc.pdf")},
+                                                 "channel": "sip:carrier"}})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["status"] == "error" and body["message"] == "validation error"
+    assert body["data"]["channel"]["enum"]["value"] == "sip:carrier"
+    assert body["data"]["channel"]["enum"]["target"] == ["loopback"]
+    r = api.client.put(api.url(), json={"data": {**BASE, "document": {"url": docs.url("/doc.pdf")}, "channel": 7}})
+    assert r.status_code == 400 and "type" in r.json()["data"]["channel"], r.text
+    job = api.create({**BASE, "document": {"url": docs.url("/doc.pdf")}, "channel": "loopback"})
+    assert api.wait_status(job["id"])["status"] == "completed"
+    for method in (api.client.patch, api.client.post):
+        r = method(api.url(f"/outgoing/{job['id']}"), json={"data": {
+            **BASE, "document": {"url": docs.url("/doc.pdf")}, "channel": "sip:carrier"}})
+        assert r.status_code == 400, r.text
+        assert r.json()["data"]["channel"]["enum"]["value"] == "sip:carrier"
+    kept = api.job(job["id"])
+    assert kept["channel"] == "loopback" and kept["status"] == "completed"
+
+
 def test_coercion_unknown_fields_kept_private_dropped(api, docs):
     data = {**BASE, "retries": "2", "document": {"url": docs.url("/doc.pdf"), "method": "GET"},
             "custom": {"nested": [1, 2]}, "pvt_job_status": "completed", "_id": "x", "id": "mine",

@@ -166,6 +166,19 @@ def test_far_end_refusing_t38_fails_the_job_with_remote_refused_t38(engines):
     assert done["attempts"] == 1    # retry_on_t38_refused = false for this trunk
 
 
+def test_job_naming_an_unknown_trunk_is_refused(engines):
+    """``sip:carrier`` is no trunk of engine A: 400 validation error listing the channels it has."""
+    api_a = engines.api_a
+    r = api_a.client.put(api_a.url(), json={"data": {
+        "document": {"url": engines.docs.url("/doc2.pdf")}, "from_number": "15550100001", "to_number": "2002",
+        "channel": "sip:carrier"}})
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["message"] == "validation error"
+    enum = body["data"]["channel"]["enum"]
+    assert enum["value"] == "sip:carrier" and {"sip", "sip:peer", "sip:refuser"} <= set(enum["target"])
+
+
 def test_health_shows_the_sip_endpoint_and_trunks(engines):
     r = httpx.get(engines.a.base + "/v2/health", timeout=10)
     assert r.status_code == 200, r.text
