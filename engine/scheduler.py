@@ -31,6 +31,12 @@ CAUSE_ALIASES = {
     "no_dialtone": "no_answer",
     "tcf_failed": "training_failed",
     "failure_to_train": "training_failed",
+    # SIP (t38.sip): SIP 486/600 are "busy", 408/480/487 "no_answer" already
+    "channel_busy": "busy",              # the trunk is at its max_calls: a line frees up like a busy one
+    "t38_refused": "no_answer",          # answered, but no fax (the no-carrier case of a modem)
+    "t38_timeout": "no_answer",          # answered, never switched to T.38
+    "media_timeout": "remote_hangup",    # the far end went silent mid-fax: the call was lost
+    # not_found, forbidden, rejected, bad_number, media_refused are never retried (no delay)
 }
 
 

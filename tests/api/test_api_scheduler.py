@@ -384,3 +384,39 @@ def test_retry_delay_by_cause(store, account):
                                                     retryable=True))
         assert done.status == "pending" and done.attempts == 1, code
         assert before + expected - 1 <= done.next_attempt <= time.time() + expected, (code, done.next_attempt - before)
+
+
+def test_sip_failures_wait_the_delay_of_their_cause(store, account):
+    """The reasons t38.sip gives a failed call land on the configured causes; refusals are never retried."""
+    from t38.sip import CallFailure, failure_for_status
+
+    delays = {"busy": 100, "no_answer": 200, "training_failed": 300, "remote_hangup": 400}
+    sched = make_scheduler(store, ScriptedChannel(), retry_delay=delays, default_retry_delay=50)
+    retried = {
+        "SIP 486": (failure_for_status(486, "Busy Here"), 100),
+        "SIP 600": (failure_for_status(600, "Busy Everywhere"), 100),
+        "SIP 480": (failure_for_status(480, "Temporarily Unavailable"), 200),
+        "SIP 408": (failure_for_status(408, "Request Timeout"), 200),
+        "SIP 488 to T.38": (failure_for_status(488, "Not Acceptable Here", t38=True, retry_t38=True), 200),
+        "trunk full": (CallFailure("channel_busy", "trunk at its limit", 0, True), 100),
+        "no T.38 switch": (CallFailure("t38_timeout", "no T.38 within 10 s", 0, True), 200),
+        "media silent": (CallFailure("media_timeout", "far end silent for 30 s", 0, True), 400),
+        "SIP 503": (failure_for_status(503, "Service Unavailable"), 50),
+    }
+    for name, (failure, expected) in retried.items():
+        job = add_job(store, account, retries=5)
+        before = time.time()
+        done = sched.release(store.claim(job.id, sched.node), failure.to_result("send"))
+        assert done.status == "pending" and done.attempts == 1, name
+        assert before + expected - 1 <= done.next_attempt <= time.time() + expected, (name, done.next_attempt - before)
+    for code, error_code in ((404, "not_found"), (604, "not_found"), (403, "forbidden"), (401, "forbidden"),
+                             (603, "rejected")):
+        failure = failure_for_status(code, "x")
+        assert failure.error_code == error_code, code
+        job = add_job(store, account, retries=5)
+        done = sched.release(store.claim(job.id, sched.node), failure.to_result("send"))
+        assert done.status == "failed" and done.next_attempt is None, code
+        assert done.doc["tx_result"]["result_code"] == error_code, code
+    refused = failure_for_status(488, "Not Acceptable Here", t38=True, retry_t38=False)
+    job = add_job(store, account, retries=5)
+    assert sched.release(store.claim(job.id, sched.node), refused.to_result("send")).status == "failed"
