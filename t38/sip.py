@@ -301,6 +301,9 @@ class _UdpOpts(Udp_server_opts):
     nworkers = 1
 
 
+_TRANSACTION_TIMERS = ("teA", "teB", "teC", "teD", "teE", "teF", "teG")   # sippy's per-transaction timers
+
+
 class _TransactionManager(SipTransactionManager):
     model_udp_server = (_UdpServer, _UdpOpts)
 
@@ -311,6 +314,25 @@ class _TransactionManager(SipTransactionManager):
             if userv is None:
                 raise RuntimeError("a request for a TCP target, but SIP over TCP is not enabled")
         return super().newTransaction(msg, resp_cb, laddress, userv, cb_ifver, compact, t)
+
+    def shutdown(self) -> None:
+        """Cancel every transaction's timers first: the dispatcher thread outlives this endpoint (other
+        endpoints of the process use it), and a retransmission firing after sippy's shutdown found
+        the manager's state gone ("'NoneType' object is not subscriptable")."""
+        for table in (self.tclient, self.tserver):
+            for t in list((table or {}).values()):
+                for name in _TRANSACTION_TIMERS:
+                    timer = getattr(t, name, None)
+                    if timer is not None:
+                        timer.cancel()
+                        setattr(t, name, None)
+        super().shutdown()
+
+    def transmitData(self, userv: Any, data: Any, address: Any, cachesum: Any = None,  # noqa: N802
+                     lossemul: int = 0) -> None:
+        if self.global_config is None:    # shut down: a late timer of ours has nothing left to send on
+            return
+        super().transmitData(userv, data, address, cachesum, lossemul)
 
     def handleIncoming(self, data_in: Any, ra: Any, server: Any, rtime: Any) -> None:  # noqa: N802
         if isinstance(data_in, bytes):
