@@ -21,6 +21,8 @@ How it works, so nobody has to rediscover it:
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from . import tables as t
@@ -56,6 +58,8 @@ _VERT_VAL8 = np.array([int(c, 2) for c in t.MODE_VERT] + [0], dtype=np.uint64)  
 _VERT_LEN8 = np.array([len(c) for c in t.MODE_VERT] + [0], dtype=_I)
 _MAX_MERGED_PASSES = 6  # 6 pass codes + a 7-bit mode code fit one 31-bit word
 _PASSES = np.array([sum(1 << (4 * i) for i in range(n)) for n in range(_MAX_MERGED_PASSES + 1)], dtype=np.uint64)
+_SHIFT = np.arange(31, -1, -1, dtype=np.uint64)  # left shift that puts a code ending at bit i of a word in place
+_LO = 0 if sys.byteorder == "little" else 1  # which uint32 half of a uint64 holds its low bits
 _LOW_BITS = np.array([(1 << i) - 1 for i in range(64)], dtype=np.uint64)
 _REVERSE = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 
@@ -86,11 +90,12 @@ class _Words:
         size = hi_word - lo_word + 2
         acc = np.zeros(size)
         for end, val in self.pending:
-            last = end - 1
-            w = (last >> 5) - (lo_word - 1)
-            x = val << (31 - (last & 31)).astype(_U64)  # value <= 33 bits, so x fits 64 bits
-            acc += np.bincount(w, weights=(x & _U64(0xFFFFFFFF)).astype(np.float64), minlength=size)
-            acc += np.bincount(w - 1, weights=(x >> _U64(32)).astype(np.float64), minlength=size)
+            last = end - (1 + 32 * (lo_word - 1))  # band-local, so bincount stays short
+            w = last >> 5
+            x = val << _SHIFT[last & 31]  # value <= 33 bits, so x fits 64 bits
+            halves = x.view(np.uint32)  # low halves go to word w, high halves to word w - 1; no masking passes
+            acc += np.bincount(w, weights=halves[_LO::2], minlength=size)
+            acc[:-1] += np.bincount(w, weights=halves[1 - _LO :: 2], minlength=size)[1:]
         self.parts.append((lo_word - 1, acc))  # acc[i] holds word lo_word - 1 + i
         self.pending.clear()
 
