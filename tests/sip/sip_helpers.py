@@ -110,6 +110,20 @@ def is_reinvite(text: str) -> bool:
     return bool(m and ";tag=" in m.group(0))
 
 
+def hold_first_t38_reinvites(count: int = 2):  # noqa: ANN201
+    """A SipRelay rule holding the first ``count`` T.38 re-INVITEs (until release_held): with 2, both
+    sides' offers cross each other (glare)."""
+    held = [0]
+
+    def rule(direction: str, text: str) -> str:
+        if is_reinvite(text) and "m=image" in text and held[0] < count:
+            held[0] += 1
+            return "hold"
+        return "pass"
+
+    return rule
+
+
 class RawUac:
     """A hand-driven SIP UAC on a UDP socket, for bad input and exact wire checks."""
 

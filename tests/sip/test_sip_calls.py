@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from sip_helpers import IMAGE_SDP, body_of, direct_trunk, is_reinvite, status_of
+from sip_helpers import IMAGE_SDP, body_of, direct_trunk, hold_first_t38_reinvites, is_reinvite, status_of
 
 from t38.sip import SipCall
 from t38.trunk import SipConfig, T38Params, Trunk
@@ -72,16 +72,8 @@ async def test_switch_to_t38_either_side_reinvites(endpoints, who):
 
 
 async def test_glare_both_reinvite_then_one_backs_off(endpoints, relay):
-    state = {"held": 0}
-
-    def hold_first_reinvite(direction: str, text: str) -> str:
-        # hold both sides' first T.38 re-INVITE, then deliver them together: each crosses the other
-        if is_reinvite(text) and "m=image" in text and state["held"] < 2:
-            state["held"] += 1
-            return "hold"
-        return "pass"
-
-    relay.rule = hold_first_reinvite
+    # hold both sides' first T.38 re-INVITE, then deliver them together: each crosses the other
+    relay.rule = hold_first_t38_reinvites(2)
     ep_a, ep_b, inbound = await make_pair(endpoints, a={"t38_request_as_caller": 0.05},
                                           b={"t38_request_as_callee": 0.05}, relay=relay)
     call_a = await ep_a.call("2002", "peer")

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from sip_helpers import HERE, direct_trunk, is_reinvite
+from sip_helpers import HERE, direct_trunk, hold_first_t38_reinvites
 
 from engine.clock import MonotonicClock
 from engine.t30 import T30Config, T30Session
@@ -45,15 +45,7 @@ def start_peer(*args: str) -> tuple[subprocess.Popen, int]:
 async def test_two_processes_fax_over_sip_t38(endpoints, relay, order):
     peer_args = ["--request-t38", "now" if order in ("callee", "glare") else "none", "--seconds", "60"]
     if order == "glare":
-        state = {"held": 0}
-
-        def hold_both_first_reinvites(direction: str, text: str) -> str:
-            if is_reinvite(text) and "m=image" in text and state["held"] < 2:
-                state["held"] += 1
-                return "hold"
-            return "pass"
-
-        relay.rule = hold_both_first_reinvites
+        relay.rule = hold_first_t38_reinvites(2)
         peer_args += ["--public", f"127.0.0.1:{relay.port_b}"]
     proc, peer_port = await asyncio.to_thread(start_peer, *peer_args)
     try:
