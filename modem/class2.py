@@ -115,9 +115,18 @@ HANGUP_CODES: dict[str, tuple[str, str, str, bool]] = {
 }
 # Class 2 decimal codes whose 2.0 spelling differs.
 _CLASS2_TO_20 = {93: "93", 94: "92", 100: "A0", 101: "A1", 102: "A2", 103: "A3"}
+# Older 2388/89 draft firmware numbered the later phases differently (reference 2.6 gives only the ranges per
+# phase, not each code's meaning), so these map to the phase's "unspecified" code.  The numbers clash with
+# 2388-A (40 is tx Phase C there, tx Phase D here), hence only with the class2_old_hangup_codes quirk.
+_OLD_2388_89: dict[range, str] = {range(30, 34): "40", range(40, 49): "50", range(50, 55): "70",
+                                  range(60, 65): "90", range(70, 74): "A0"}
 
 
-def hangup_key(code: str, dialect: Dialect) -> str:
+def _old_numbering(n: int) -> str | None:
+    return next((key for span, key in _OLD_2388_89.items() if n in span), None)
+
+
+def hangup_key(code: str, dialect: Dialect, old_numbering: bool = False) -> str:
     """Normalise a +FHNG (decimal) or +FHS (hex) value to the table's key."""
     s = code.strip().strip('"')
     if not s:
@@ -131,14 +140,18 @@ def hangup_key(code: str, dialect: Dialect) -> str:
         n = int(s, 10)
     except ValueError:
         return s
+    if old_numbering and (old := _old_numbering(n)) is not None:
+        return old
     return _CLASS2_TO_20.get(n, f"{n:02d}")
 
 
-def hangup_reason(code: str, dialect: Dialect) -> tuple[str, str, str, bool]:
-    key = hangup_key(code, dialect)
+def hangup_reason(code: str, dialect: Dialect, old_numbering: bool = False) -> tuple[str, str, str, bool]:
+    key = hangup_key(code, dialect, old_numbering)
     if key in HANGUP_CODES:
         phase, err, msg, retry = HANGUP_CODES[key]
-        return phase, err, f"{msg} ({dialect.hangup}{code.strip()})", retry
+        old = old_numbering and not dialect.hangup_hex and code.strip().isdigit() \
+            and _old_numbering(int(code.strip())) is not None
+        return phase, err, f"{msg} ({dialect.hangup}{code.strip()}{', 2388/89 numbering' if old else ''})", retry
     return "", f"hangup_{key.lower()}", f"modem hang-up code {dialect.hangup}{code.strip()} (not in the standard)", True
 
 
@@ -261,8 +274,11 @@ class Class2Driver:
         result.error_message = message
         result.retryable = retryable
 
+    def _hangup_key(self, code: str) -> str:
+        return hangup_key(code, self.d, self.q.class2_old_hangup_codes)
+
     def _fail_from_hangup(self, result: SessionResult, default_phase: str) -> None:
-        phase, code, msg, retry = hangup_reason(self.hangup_code or "", self.d)
+        phase, code, msg, retry = hangup_reason(self.hangup_code or "", self.d, self.q.class2_old_hangup_codes)
         if not code:   # "normal end" while we still expected something
             code, msg = "remote_disconnected", f"call ended early ({self.d.hangup}{self.hangup_code})"
         self._fail(result, phase or default_phase, code, msg, retry)
@@ -316,7 +332,7 @@ class Class2Driver:
         except PortGone as exc:
             self._fail(result, "", "modem_gone", f"modem port vanished during the call: {exc}")
         except (ModemError, PhyError, CommandTimeout) as exc:
-            if self.hangup_code and hangup_key(self.hangup_code, self.d) != "00":
+            if self.hangup_code and self._hangup_key(self.hangup_code) != "00":
                 self._fail_from_hangup(result, "")
             else:
                 self._fail(result, "", "modem_error", str(exc))
@@ -358,7 +374,7 @@ class Class2Driver:
             if self.progress:
                 self.progress({"phase": "D", "page": index + 1})
         await self._await_hangup(15.0)
-        key = hangup_key(self.hangup_code or "00", self.d)
+        key = self._hangup_key(self.hangup_code or "00")
         if key != "00":
             self._fail_from_hangup(result, "E")
             return
@@ -420,7 +436,7 @@ class Class2Driver:
         for line in resp.lines:
             if line.startswith(self.d.page_status):
                 return parse_params(line)[0]
-        if self.hangup_code is not None and hangup_key(self.hangup_code, self.d) == "00" and ppm == PPM_EOP:
+        if self.hangup_code is not None and self._hangup_key(self.hangup_code) == "00" and ppm == PPM_EOP:
             return 1                                   # +FHNG:0 instead of +FPTS after the last page
         return None
 
@@ -462,7 +478,7 @@ class Class2Driver:
         except PortGone as exc:
             self._fail(result, "", "modem_gone", f"modem port vanished during the call: {exc}")
         except (ModemError, PhyError, CommandTimeout) as exc:
-            if self.hangup_code and hangup_key(self.hangup_code, self.d) != "00":
+            if self.hangup_code and self._hangup_key(self.hangup_code) != "00":
                 self._fail_from_hangup(result, "")
             else:
                 self._fail(result, "", "modem_error", str(exc))
@@ -508,7 +524,7 @@ class Class2Driver:
             if ppm is None and resp.final.startswith(self.d.hangup):
                 break
         await self._await_hangup(5.0)
-        key = hangup_key(self.hangup_code or "00", self.d)
+        key = self._hangup_key(self.hangup_code or "00")
         if key != "00":
             self._fail_from_hangup(result, "D")
             return

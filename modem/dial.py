@@ -72,6 +72,21 @@ def parse_query(text: str) -> list[str]:
     return out
 
 
+def parse_param_ranges(text: str) -> list[set[int]]:
+    """Per-parameter value sets of a ``=?`` reply such as ``+FIT: (0-255),(0-1)`` or ``(0-255)``."""
+    s = re.sub(r"^\+F[A-Z0-9]*\s*[:=]\s*", "", (text or "").strip())
+    groups = re.findall(r"\(([^)]*)\)", s) or [s]
+    out: list[set[int]] = []
+    for group in groups:
+        values: set[int] = set()
+        for tok in group.replace(" ", "").split(","):
+            m = re.fullmatch(r"(\d+)(?:-(\d+))?", tok)
+            if m:
+                values.update(range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1))
+        out.append(values)
+    return out
+
+
 @dataclass
 class Health:
     consecutive_failures: int = 0
@@ -99,6 +114,8 @@ class ModemLine:
         self.identity: dict[str, str] = {}
         self.classes: list[str] = []
         self.far = False
+        self.fcl: int | None = None          # +FCL value set on the modem this call (None = not set)
+        self.fit: tuple[int, int] | None = None
         self.caller_id = True
 
     async def open(self) -> None:
@@ -236,7 +253,29 @@ class ModemLine:
                 supported = text is not None and "1" in parse_query(text)
             if supported:
                 self.far = await self._try("AT+FAR=1", 2.0)
+        await self._setup_class1_timers(q)
         return cls
+
+    async def _setup_class1_timers(self, q: Quirks) -> None:
+        """T.31 +FCL (ride out short carrier drop-outs in phase C) and +FIT (a hung DTE leaves the modem
+        hanging up by itself), each only where ``=?`` offers the value; a refusal is not fatal."""
+        self.fcl = self.fit = None
+        if q.carrier_loss > 0:
+            ranges = parse_param_ranges(await self._optional_query("AT+FCL=?"))
+            if ranges and q.carrier_loss in ranges[0] and await self._try(f"AT+FCL={q.carrier_loss}", 2.0):
+                self.fcl = q.carrier_loss
+        if q.dte_inactivity > 0:
+            ranges = parse_param_ranges(await self._optional_query("AT+FIT=?"))
+            wanted = (q.dte_inactivity, q.dte_inactivity_action)
+            if len(ranges) >= 2 and wanted[0] in ranges[0] and wanted[1] in ranges[1] \
+                    and await self._try(f"AT+FIT={wanted[0]},{wanted[1]}", 2.0):
+                self.fit = wanted
+
+    async def _optional_query(self, cmd: str) -> str:
+        try:
+            return await self.ch.query(cmd, 2.0) or ""
+        except CommandTimeout:
+            return ""
 
     # ---- calls --------------------------------------------------------------------------------
 

@@ -32,6 +32,9 @@ class Quirks:
     has_frs: bool = True                 # +FRS works; else host delay (USR resets on +FRS)
     frs_cap: float = 60.0                # +FRS can wait forever on a noisy line
     recv_abort_ok: float = 0.2           # s to wait for OK after <CAN>; 0 = modem never answers
+    carrier_loss: int = 2                # AT+FCL=<n>, n x 100 ms carrier-loss qualification (0 = leave the modem's)
+    dte_inactivity: int = 60             # AT+FIT=<s>,<action>: modem hangs up by itself after s idle seconds (0 = off)
+    dte_inactivity_action: int = 1       # +FIT action: 0 = on-hook and +FCLASS=0, 1 = on-hook only
     # --- dialling
     dial_cmd: str = "ATDT"
     ok_after_dial_means: str = "no_carrier"   # DataPort: OK = no carrier
@@ -42,6 +45,7 @@ class Quirks:
     class2_fnr: str = "1,1,1,1"
     class2_trigger: int = 0x12           # DC2 starts +FDR data
     class2_ok: bool = True               # the modem's Class 2/2.0 is usable at all
+    class2_old_hangup_codes: bool = False  # +FHNG uses the pre-2388-A (2388/89 draft) numbers; they clash, so opt-in
 
 
 @dataclass(frozen=True)

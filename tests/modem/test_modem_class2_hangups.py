@@ -89,3 +89,42 @@ async def test_hangup_when_receiving_becomes_the_reason(dialect, spelled, key):
     _phase, err, _msg, retry = HANGUP_CODES[key]
     assert not res.success and (res.error_code, res.retryable) == (err, retry), res
     assert f"{d.hangup}{spelled}" in res.error_message
+
+
+# Older 2388/89 firmware: the reference (2.6) gives phase ranges only, so each maps to its phase's
+# "unspecified" code, and only with the quirk (the numbers mean something else in 2388-A).
+OLD_2388_89 = {30: "40", 33: "40", 40: "50", 44: "50", 48: "50", 50: "70", 54: "70", 60: "90", 64: "90",
+               70: "A0", 73: "A0"}
+
+
+def test_old_2388_89_numbers_translate_only_with_the_quirk():
+    from modem.class2 import hangup_reason
+
+    for dec, key in OLD_2388_89.items():
+        assert hangup_key(str(dec), CLASS2, old_numbering=True) == key
+        assert hangup_reason(str(dec), CLASS2, old_numbering=True)[0] == HANGUP_CODES[key][0]
+        assert "2388/89 numbering" in hangup_reason(str(dec), CLASS2, old_numbering=True)[2]
+    assert hangup_key("40", CLASS2) == "40" and hangup_key("50", CLASS2) == "50"   # 2388-A meaning by default
+    for dec in (0, 1, 21, 27, 94, 100, 102):                                        # outside the old ranges
+        assert hangup_key(str(dec), CLASS2, old_numbering=True) == CLASS2_TO_20[dec]
+    assert hangup_key("40", CLASS20, old_numbering=True) == "40"                    # Class 2.0 hex is unaffected
+    assert hangup_reason("130", CLASS2, old_numbering=True)[1] == "hangup_130"      # Everex: no meaning documented
+
+
+@pytest.mark.parametrize("spelled,key", [("44", "50"), ("62", "90")])
+async def test_old_2388_89_hangup_reaches_the_result_with_the_quirk(spelled, key):
+    from modem.quirks import Quirks, with_overrides
+
+    fake = FakeModem()
+    line = ModemLine(fake.path, quirks=with_overrides(Quirks(), {"class2_old_hangup_codes": "yes"}))
+    await line.open()
+    class20_sender_fake(fake)
+    fake.handlers["ATDT5551234"] = ["+FHNG:" + spelled, "OK"]
+    try:
+        res = await Class2Driver(line, "2").send("5551234", [make_page(rows=40)])
+    finally:
+        await line.close()
+        fake.close()
+    phase, err, _msg, retry = HANGUP_CODES[key]
+    assert not res.success and (res.error_code, res.retryable, res.error_phase) == (err, retry, phase), res
+    assert f"+FHNG:{spelled}, 2388/89 numbering" in res.error_message

@@ -10,7 +10,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from modem_fakemodem import FakeModem  # noqa: E402
 
 from modem.at import ModemError, PortGone  # noqa: E402
-from modem.dial import DialFailure, ModemDown, ModemLine, parse_query  # noqa: E402
+from modem.dial import DialFailure, ModemDown, ModemLine, parse_param_ranges, parse_query  # noqa: E402
 from modem.quirks import QUIRKS_TABLE, Quirks, lookup, with_overrides  # noqa: E402
 
 pytestmark = pytest.mark.timeout(40)
@@ -143,6 +143,49 @@ async def test_setup_class1_prefers_10_and_enables_far(line_and_fake):
     await line.identify()
     cls = await line.setup_class1()
     assert cls == "1.0" and line.far and "AT+FAR=1" in fake.commands
+
+
+async def test_setup_class1_sets_fcl_and_fit_when_offered(line_and_fake):
+    line, fake = line_and_fake
+    fake.handlers["AT+FCL=?"] = ["(0-255)", "OK"]
+    fake.handlers["AT+FIT=?"] = ["+FIT: (0-255),(0-1)", "OK"]
+    fake.handlers["AT+FCL=2"] = "OK"
+    fake.handlers["AT+FIT=60,1"] = "OK"
+    await line.setup_class1()
+    assert fake.commands[-4:] == ["AT+FCL=?", "AT+FCL=2", "AT+FIT=?", "AT+FIT=60,1"]
+    assert line.fcl == 2 and line.fit == (60, 1)
+
+
+async def test_setup_class1_skips_fcl_fit_the_modem_lacks_or_refuses(line_and_fake):
+    line, fake = line_and_fake
+    await line.setup_class1()                          # the fake says ERROR to AT+FCL=? and AT+FIT=?
+    assert "AT+FCL=?" in fake.commands and "AT+FIT=?" in fake.commands
+    assert not any(c.startswith(("AT+FCL=2", "AT+FIT=6")) for c in fake.commands)
+    assert line.fcl is None and line.fit is None and line.far
+    fake.commands.clear()
+    fake.handlers["AT+FCL=?"] = ["(0-1)", "OK"]        # our value is out of the offered range
+    fake.handlers["AT+FIT=?"] = ["+FIT: (0-255),(0-1)", "OK"]   # offered, but the set command fails
+    await line.setup_class1()
+    assert "AT+FCL=2" not in fake.commands and "AT+FIT=60,1" in fake.commands
+    assert line.fcl is None and line.fit is None
+
+
+async def test_quirks_can_turn_fcl_fit_off_or_change_them(line_and_fake):
+    line, fake = line_and_fake
+    fake.handlers["AT+FCL=?"] = ["(0-255)", "OK"]
+    fake.handlers["AT+FIT=?"] = ["(0-255),(0-1)", "OK"]
+    fake.handlers["AT+FIT=30,0"] = "OK"
+    line.quirks = with_overrides(Quirks(), {"carrier_loss": "0", "dte_inactivity": "30", "dte_inactivity_action": "0"})
+    await line.setup_class1()
+    assert not any(c.startswith("AT+FCL=") for c in fake.commands)
+    assert fake.commands[-2:] == ["AT+FIT=?", "AT+FIT=30,0"] and line.fit == (30, 0) and line.fcl is None
+
+
+def test_parse_param_ranges_forms():
+    assert parse_param_ranges("+FIT: (0-255),(0-1)") == [set(range(256)), {0, 1}]
+    assert parse_param_ranges("(0-255)") == [set(range(256))]
+    assert parse_param_ranges("0-3,7") == [{0, 1, 2, 3, 7}]
+    assert parse_param_ranges("") == [set()]
 
 
 def test_parse_query_forms():
