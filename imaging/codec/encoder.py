@@ -116,8 +116,8 @@ def _run_words(length: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, np.n
         length = length - 2560 * n_ext
         long_sel = np.flatnonzero(n_ext)
     ix = colour * LONG_RUN + length
-    val = _RUN_VAL[ix]
-    bits = _RUN_LEN[ix]
+    val = _RUN_VAL.take(ix)
+    bits = _RUN_LEN.take(ix)
     if long_sel is None:
         return val, bits, None
     ext = n_ext[long_sel]
@@ -162,7 +162,7 @@ class _OneD:
         first[1:] = last[:-1] + 1
         length = np.diff(flat, prepend=_I(-1))
         length[first] -= 1
-        colour = pad.reshape(-1)[flat].view(np.uint8)
+        colour = pad.reshape(-1).take(flat).view(np.uint8)
         self.val, self.bits, self.ext = _run_words(length, colour.astype(_I))
         self.first = first
         self.row_bits = np.add.reduceat(self.bits, first, dtype=np.int64)
@@ -240,12 +240,12 @@ class _TwoD:
         # rank: number of mask entries before (reference row, a1) = reference changes left of a1
         pos = flat[cur] - _I(wp)
         wi = pos >> 6
-        m = pop_before[wi] + np.bitwise_count(packed[wi] & _LOW_BITS[pos & 63])
+        m = pop_before.take(wi) + np.bitwise_count(packed.take(wi) & _LOW_BITS.take(pos & 63))
         # j0 = first reference entry > a0 = rank(a0) + [reference has a change at a0]
         j0 = np.empty(n, dtype=_I)
         j0[1:] = m[:-1]
         j0[0] = 0
-        j0 += mflat.view(np.uint8)[flat[prev] - _I(wp)]
+        j0 += mflat.view(np.uint8).take(flat[prev] - _I(wp))
         j0[row_first] = start[:-1]
         # b1 changes to a1's colour: its index within the reference row has the parity of k, a1's index
         # within the coding row; (j0 - ref_start) ^ (c - row_start) folds into a per-row parity
@@ -254,7 +254,7 @@ class _TwoD:
         j = j0 + ((j0 ^ cand ^ row_par) & 1)
         npass = np.maximum(m - j, 0) >> 1
         jb1 = j + 2 * npass
-        d = a1 - colc[jb1]
+        d = a1 - colc.take(jb1)
         ad = np.abs(d)
         g = np.empty(n, dtype=bool)  # a new run of horizontal candidates may start here
         np.less_equal(ad[:-1], 3, out=g[1:])
@@ -274,13 +274,13 @@ class _TwoD:
         sth = st[hs]
         colour = (sth - row_first[np.searchsorted(row_first, sth, side="right") - 1]) & 1  # k & 1
         a1h = a1[sth]
-        a0h = np.where(npass[hs] > 0, colc[np.maximum(jb1[sth] - 1, 0)], np.maximum(a0[sth], 0))
-        a2 = colc[cand[sth] + 1]
+        a0h = np.where(npass[hs] > 0, colc.take(np.maximum(jb1[sth] - 1, 0)), np.maximum(a0[sth], 0))
+        a2 = colc.take(cand[sth] + 1)
         self.r1 = _run_words(a1h - a0h, colour)
         self.r2 = _run_words(a2 - a1h, 1 - colour)
         dv = (d[st] + 3) & 7
-        mode_val = _VERT_VAL8[dv]
-        mode_len = _VERT_LEN8[dv]
+        mode_val = _VERT_VAL8.take(dv)
+        mode_len = _VERT_LEN8.take(dv)
         mode_val[hs] = 1
         mode_len[hs] = 3
         bits = 4 * npass + mode_len
