@@ -46,6 +46,7 @@ class RigSetup:
     clock: object
     speed: float = 1.0
     rig: object = None
+    class20: object = None
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -58,15 +59,24 @@ def rig_spec() -> str:
     return os.environ.get("FAX_RIG", "").strip() or "virtual"
 
 
-async def start_rig() -> RigSetup:
+async def start_rig(class20_side: str = "", class20_ecm: bool = False) -> RigSetup:
+    """``class20_side`` ("caller" / "callee"), virtual rig only: put the rig's Class 2.0 modem (our T.30 as its
+    firmware, handed in by the engine's CLI prepare hook) in front of that side's Class 1 modem."""
     spec = rig_spec()
     if spec == "virtual":
         from modem.rig import Rig
 
         rig = Rig("pair", speed=VIRTUAL_SPEED, line_delay_ms=40, ring_interval=1.0)
         paths = await rig.start()
-        return RigSetup(True, ModemSpec("class1", paths["a"]), ModemSpec("class1", paths["b"]), "222",
-                        ScaledClock(VIRTUAL_SPEED), VIRTUAL_SPEED, rig)
+        setup = RigSetup(True, ModemSpec("class1", paths["a"]), ModemSpec("class1", paths["b"]), "222",
+                         ScaledClock(VIRTUAL_SPEED), VIRTUAL_SPEED, rig)
+        if class20_side:
+            try:
+                await _start_class20(setup, class20_side, class20_ecm)
+            except BaseException:
+                await stop_rig(setup)
+                raise
+        return setup
     parts = [p for p in spec.split(",") if p.strip()]
     if len(parts) != 2:
         raise ValueError(f"FAX_RIG must be 'virtual' or two modem specs 'class1:/dev/A,class1:/dev/B', not {spec!r}")
@@ -76,7 +86,24 @@ async def start_rig() -> RigSetup:
     return RigSetup(False, parse_spec(parts[0]), parse_spec(parts[1]), number, MonotonicClock())
 
 
+async def _start_class20(setup: RigSetup, side: str, ecm: bool) -> None:
+    import argparse
+
+    from engine.commands import prepare
+    from modem.rig.class20 import Class20Modem
+    from modem.rig.commands import class20_session_factory
+
+    if side not in ("caller", "callee"):
+        raise ValueError(f"class20_side must be 'caller' or 'callee', not {side!r}")
+    prepare(argparse.Namespace(command="rig"))           # what `faxengine rig --class2 2.0` does first
+    spec = getattr(setup, side)
+    setup.class20 = Class20Modem(spec.port, class20_session_factory(), clock=setup.clock, ecm=ecm, dialect="2.0")
+    setattr(setup, side, ModemSpec("class2.0", await setup.class20.start()))
+
+
 async def stop_rig(setup: RigSetup) -> None:
+    if setup.class20 is not None:
+        await setup.class20.stop()
     if setup.rig is not None:
         await setup.rig.stop()
 

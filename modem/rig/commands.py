@@ -33,6 +33,11 @@ def set_class20_session_factory(factory: Callable[..., Any] | None) -> None:
     _class20_session_factory = factory
 
 
+def class20_session_factory() -> Callable[..., Any] | None:
+    """The T.30 handed in by the engine (None until it has been), for in-process users of Class20Modem."""
+    return _class20_session_factory
+
+
 class RigClock:
     """Time running ``speed`` times faster than the wall, so the Class 2.0 modem's T.30 timers match the rig."""
 
