@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import numpy as np
 import pytest
-from sip_helpers import free_udp_port
+from sip_helpers import HERE, free_udp_port
+
+if str(HERE.parent / "t38") not in sys.path:
+    sys.path.insert(0, str(HERE.parent / "t38"))
+
+from t38_cli import cli, finish  # noqa: E402
 
 from engine.clock import MonotonicClock
 from engine.t30 import T30Config, T30Session
@@ -61,34 +67,6 @@ async def test_sip_failures_become_results_and_bad_values_errors(tmp_path, monke
     assert rx.error_code == "no_call"
 
 
-def _cli(*args: str, env_extra: dict | None = None):
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(root))
-    env.pop("FAXENGINE_SIP_CONFIG", None)
-    env.update(env_extra or {})
-    return subprocess.Popen([sys.executable, "-m", "api.cli", *args], cwd=root, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def _finish(proc, timeout: float = 90):
-    import json
-    import subprocess
-
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"process did not finish: {err[-2000:]}") from None
-    last = out.strip().splitlines()[-1] if out.strip() else "{}"
-    return proc.returncode, json.loads(last), err
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_cli_send_and_receive_via_sip(tmp_path):
@@ -98,22 +76,22 @@ def test_cli_send_and_receive_via_sip(tmp_path):
     src = tmp_path / "doc.tif"
     pages = make_fax_tiff(src, pages=1, height=400)
     port = free_udp_port()
-    receiver = _cli("receive", "--via", f"sip:2002@127.0.0.1:{port}", "--out", str(tmp_path / "in"),
+    receiver = cli("receive", "--via", f"sip:2002@127.0.0.1:{port}", "--out", str(tmp_path / "in"),
                     "--timeout", "40", "--ident", "RECEIVER", "--no-pacing")
     import time
     time.sleep(1.5)
-    wrong = _cli("send", str(src), "--to", "9999", "--via", f"sip:9999@127.0.0.1:{port}", "--no-pacing")
-    sender = _cli("send", str(src), "--to", "2002", "--via", f"sip:2002@127.0.0.1:{port}", "--ident", "SENDER",
+    wrong = cli("send", str(src), "--to", "9999", "--via", f"sip:9999@127.0.0.1:{port}", "--no-pacing")
+    sender = cli("send", str(src), "--to", "2002", "--via", f"sip:2002@127.0.0.1:{port}", "--ident", "SENDER",
                   "--no-pacing")
-    rc_w, w, err_w = _finish(wrong)
-    rc_tx, tx, err_tx = _finish(sender)
-    rc_rx, rx, err_rx = _finish(receiver)
+    rc_w, w, err_w = finish(wrong, 90)
+    rc_tx, tx, err_tx = finish(sender, 90)
+    rc_rx, rx, err_rx = finish(receiver, 90)
     assert rc_w == 1 and w["error_code"] == "not_found" and "404" in w["error_message"], err_w
     assert rc_tx == 0 and tx["success"], err_tx
     assert rc_rx == 0 and rx["success"], err_rx
     assert rx["remote_ident"] == "SENDER" and tx["remote_ident"] == "RECEIVER"
     got = read_fax_pages(rx["pages"][0])
     assert len(got) == 1 and np.array_equal(got[0], pages[0])
-    bad = _cli("send", str(src), "--to", "1", "--via", "sip:nonumber")
-    rc_b, _, err_b = _finish(bad)
+    bad = cli("send", str(src), "--to", "1", "--via", "sip:nonumber")
+    rc_b, _, err_b = finish(bad, 90)
     assert rc_b == 2 and "sip: needs NUMBER@TRUNK" in err_b

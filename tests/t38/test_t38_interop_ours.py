@@ -4,15 +4,12 @@ sessions in virtual time (ECM on/off, loss), pages compared pixel by pixel."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from t38_cli import cli, finish
 from t38_harness import Lockstep, VirtualClock, seeded_loss
 
 from engine.t30 import T30Config, T30Session
@@ -21,30 +18,11 @@ from modem.spandsp.testing import make_fax_tiff, read_fax_pages
 from t38.phy import T38PhyOptions, open_t38_udptl
 from t38.udptl import UdptlConfig
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.Popen([sys.executable, "-m", "api.cli", *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-
-
-def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, dict, str]:
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        raise AssertionError(f"process did not finish: {err[-2000:]}") from None
-    last = out.strip().splitlines()[-1] if out.strip() else "{}"
-    return proc.returncode, json.loads(last), err
 
 
 @pytest.mark.slow
