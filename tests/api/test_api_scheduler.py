@@ -4,6 +4,7 @@ the far end so that busy/no-answer/training outcomes and concurrency can be driv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -101,6 +102,16 @@ def add_job(store, account, to_number="15550001111", retries=1, **doc):  # noqa:
                             files={"original_file.pdf": ("application/pdf", PDF)})
 
 
+@contextlib.asynccontextmanager
+async def running(sched: Scheduler):
+    """The scheduler started for the block, stopped however it ends."""
+    await sched.start()
+    try:
+        yield sched
+    finally:
+        await sched.stop()
+
+
 async def wait_final(store, fax_id, timeout=20.0):  # noqa: ANN001
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,8 +126,7 @@ async def test_retry_after_busy_then_success(store, account):
     channel = ScriptedChannel([busy()])
     sched = make_scheduler(store, channel, retry_delay={"busy": 0.3})
     job = add_job(store, account, retries=3)
-    await sched.start()
-    try:
+    async with running(sched):
         # after the busy attempt the job waits for its cause's delay
         deadline = time.monotonic() + 10
         while not (f := store.get_fax(job.id)).attempts:
@@ -125,8 +135,6 @@ async def test_retry_after_busy_then_success(store, account):
         if f.status == "pending":
             assert f.next_attempt - time.time() <= 0.3 and f.doc["tx_result"]["error_message"] == "line busy"
         done = await wait_final(store, job.id)
-    finally:
-        await sched.stop()
     assert done.status == "completed" and done.attempts == 2 and done.doc["tx_result"]["success"] is True
     assert len(channel.calls) == 2 and len(channel.calls[0].pages) == 1
     # converted once: the second attempt used the stored TIFF-F
@@ -137,11 +145,8 @@ async def test_retries_is_the_maximum_number_of_attempts(store, account):
     channel = ScriptedChannel([busy() for _ in range(10)])
     sched = make_scheduler(store, channel, retry_delay={"busy": 0.01})
     job = add_job(store, account, retries=2)
-    await sched.start()
-    try:
+    async with running(sched):
         done = await wait_final(store, job.id)
-    finally:
-        await sched.stop()
     assert done.status == "failed" and done.attempts == 2 and len(channel.calls) == 2
     assert done.doc["tx_result"]["error_message"] == "line busy"
 
@@ -151,11 +156,8 @@ async def test_not_retryable_fails_at_once(store, account):
                                              error_message="remote cannot receive fine resolution")])
     sched = make_scheduler(store, channel)
     job = add_job(store, account, retries=4)
-    await sched.start()
-    try:
+    async with running(sched):
         done = await wait_final(store, job.id)
-    finally:
-        await sched.stop()
     assert done.status == "failed" and done.attempts == 1
 
 
@@ -166,8 +168,7 @@ async def test_account_limit_and_one_call_per_number(store, account):
     same = [add_job(store, account, to_number="15551112222") for _ in range(3)]
     other = store.create_account("other")
     other_job = add_job(store, other, to_number="15553334444")
-    await sched.start()
-    try:
+    async with running(sched):
         await asyncio.sleep(0.5)
         per_account = {}
         for f in jobs + same + [other_job]:
@@ -178,8 +179,6 @@ async def test_account_limit_and_one_call_per_number(store, account):
         channel.release.set()
         for f in jobs + same + [other_job]:
             assert (await wait_final(store, f.id)).status == "completed"
-    finally:
-        await sched.stop()
     assert channel.max_per_number["15551112222"] == 1
     assert channel.max_active <= 3
 
@@ -192,12 +191,9 @@ async def test_document_errors_fail_without_dialling(store, account):
     corrupt = store.insert_fax(account.id, "out", "pending", {"from_number": "1", "to_number": "23", "retries": 3},
                                next_attempt=time.time(),
                                files={"original_file.pdf": ("application/pdf", b"%PDF-1.4 x")})
-    await sched.start()
-    try:
+    async with running(sched):
         a = await wait_final(store, nodoc.id)
         b = await wait_final(store, corrupt.id)
-    finally:
-        await sched.stop()
     assert a.status == b.status == "failed" and channel.calls == []
     assert a.doc["tx_result"]["error_message"] == "no attachment found"
     assert "can not convert" in b.doc["tx_result"]["error_message"]
@@ -207,14 +203,11 @@ async def test_cancel_running_call(store, account):
     channel = ScriptedChannel(hold=True)
     sched = make_scheduler(store, channel)
     job = add_job(store, account, retries=3)
-    await sched.start()
-    try:
+    async with running(sched):
         while store.get_fax(job.id).status != "processing" or not channel.calls:
             await asyncio.sleep(0.01)
         store.update_fax(job.id, cancel_reason="cancelled by test")   # as another node's API would
         done = await wait_final(store, job.id)
-    finally:
-        await sched.stop()
     assert done.status == "failed" and done.attempts == 1
     assert done.doc["tx_result"]["error_message"] == "cancelled by test"
     assert channel.aborted == {job.id: "cancelled by test"}
