@@ -12,7 +12,7 @@ from sip_helpers import direct_trunk
 from engine.clock import MonotonicClock
 from engine.t30 import T30Config, T30Session
 from imaging.page import FaxPage
-from t38.sip import SipCall, open_call_phy
+from t38.sip import SipCall, SipEndpoint, open_call_phy
 from t38.trunk import SipConfig, Trunk
 from t38.udptl import UdptlConfig, UdptlEndpoint
 
@@ -65,6 +65,15 @@ async def run_spandsp_on_call(call: SipCall, *, calling: bool, **terminal_kwargs
         endpoint.close()
 
 
+async def _caller_and_answerer(endpoints, answer, account: str) -> SipEndpoint:  # noqa: ANN001
+    """B answers every call (routed to ``account``) with ``answer`` and asks for T.38 after 0.5 s; A, returned,
+    calls B on trunk "peer" and waits for B's T.38 re-INVITE."""
+    ep_b = await endpoints(SipConfig(port=0, default_trunk=Trunk(name="direct", proxy="127.0.0.1",
+                                                                 t38_request_as_callee=0.5)),
+                           router=lambda did, caller, trunk: account, on_incoming=answer)
+    return await endpoints(SipConfig(port=0, trunks=(direct_trunk(ep_b.address[1], t38_request_as_caller=None),)))
+
+
 async def test_we_send_to_spandsp_over_sip(endpoints, tmp_path):
     rx_tiff = tmp_path / "rx.tif"
     results: asyncio.Queue = asyncio.Queue()
@@ -74,10 +83,7 @@ async def test_we_send_to_spandsp_over_sip(endpoints, tmp_path):
         await call.hangup()
         await results.put(stats)
 
-    ep_b = await endpoints(SipConfig(port=0, default_trunk=Trunk(name="direct", proxy="127.0.0.1",
-                                                                 t38_request_as_callee=0.5)),
-                           router=lambda did, caller, trunk: "spandsp", on_incoming=answer)
-    ep_a = await endpoints(SipConfig(port=0, trunks=(direct_trunk(ep_b.address[1], t38_request_as_caller=None),)))
+    ep_a = await _caller_and_answerer(endpoints, answer, account="spandsp")
     clock = MonotonicClock()
     rng = np.random.default_rng(7)
     pixels = np.zeros((300, 1728), dtype=bool)
@@ -111,10 +117,7 @@ async def test_spandsp_sends_to_us_over_sip(endpoints, tmp_path):
         await call.hangup()
         await results.put(result)
 
-    ep_b = await endpoints(SipConfig(port=0, default_trunk=Trunk(name="direct", proxy="127.0.0.1",
-                                                                 t38_request_as_callee=0.5)),
-                           router=lambda did, caller, trunk: "acct", on_incoming=answer)
-    ep_a = await endpoints(SipConfig(port=0, trunks=(direct_trunk(ep_b.address[1], t38_request_as_caller=None),)))
+    ep_a = await _caller_and_answerer(endpoints, answer, account="acct")
     call = await ep_a.call("2002", "peer")
     stats = await run_spandsp_on_call(call, calling=True, tx_tiff=str(tx_tiff), ident="SPANDSP", ecm=False)
     await call.hangup()
