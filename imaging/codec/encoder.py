@@ -258,7 +258,7 @@ class _TwoD:
         np.less_equal(ad[:-1], 3, out=g[1:])
         g[row_first] = True
         idx = np.arange(n, dtype=_I)
-        s = np.maximum.accumulate(np.where(g, idx, _I(0)))
+        s = np.maximum.accumulate(idx * g)  # multiply: several times faster than np.where
         valid = ((idx ^ s) & 1) == 0
         valid[row_first[1:] - 1] = False  # the last two sentinels of each row are never a1
         valid[row_first[1:] - 2] = False
@@ -283,7 +283,7 @@ class _TwoD:
         mode_len[hs] = 3
         bits = 4 * npass + mode_len
         self.many = np.flatnonzero(npass > _MAX_MERGED_PASSES)
-        ps = np.flatnonzero(npass)
+        ps = np.flatnonzero(npass > 0)  # on a bool mask: several times faster than on int32
         if ps.size:
             merged = npass[ps]
             merged[merged > _MAX_MERGED_PASSES] = 0
