@@ -223,12 +223,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ one attempt
 
-    def _channel_for(self, job: Fax) -> Channel:
+    def _channel_for(self, job: Fax) -> Channel | None:
+        """The job's own channel, else the default; None if that is not configured (any more)."""
         name = job.doc.get("channel") if isinstance(job.doc.get("channel"), str) else None
-        name = name if name in self.channels else self.config["channels"]["default"]
-        if name not in self.channels:
-            raise DocumentError(f"no channel {name!r} configured")
-        return self.channels[name]
+        return self.channels.get(name or self.config["channels"]["default"])
 
     async def _attempt(self, job: Fax, run: _Running) -> None:
         last: dict = {"at": 0.0, "key": None}
@@ -269,6 +267,12 @@ class Scheduler:
 
     async def _attempt_body(self, job: Fax, run: _Running, progress) -> SessionResult:  # noqa: ANN001
         progress({"phase": "preparing", "event": "phase"})
+        channel = self._channel_for(job)
+        if channel is None:
+            # A stored job naming a channel the configuration no longer has: never a silent reroute.
+            name = job.doc.get("channel") or self.config["channels"]["default"]
+            return SessionResult(success=False, error_code="no_channel", retryable=False,
+                                 error_message=f"channel {name!r} is not configured on this server")
         try:
             prepared = await self.documents.prepare(job)
         except DocumentError as exc:
@@ -276,7 +280,6 @@ class Scheduler:
         if run.cancel_reason is not None:
             return SessionResult(success=False, error_code="aborted", error_message=run.cancel_reason,
                                  retryable=False)
-        channel = self._channel_for(job)
         run.channel = channel
         doc = job.doc
         call = OutboundCall(job_id=job.id, account_id=job.account_id, pages=prepared.pages,

@@ -199,6 +199,17 @@ async def test_document_errors_fail_without_dialling(store, account):
     assert "can not convert" in b.doc["tx_result"]["error_message"]
 
 
+async def test_job_on_a_channel_no_longer_configured_fails_with_the_reason(store, account):
+    """A stored job naming a channel the server no longer has fails clearly, never rerouted silently."""
+    channel = ScriptedChannel()
+    sched = make_scheduler(store, channel)
+    gone = add_job(store, account, retries=3, channel="sip:oldtrunk")
+    async with running(sched):
+        f = await wait_final(store, gone.id)
+    assert f.status == "failed" and channel.calls == [] and f.attempts == 1
+    assert f.doc["tx_result"]["error_message"] == "channel 'sip:oldtrunk' is not configured on this server"
+
+
 async def test_cancel_running_call(store, account):
     channel = ScriptedChannel(hold=True)
     sched = make_scheduler(store, channel)
