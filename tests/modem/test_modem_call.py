@@ -68,7 +68,7 @@ async def test_modem_answering_garbage_then_nothing_gives_modem_error():
 async def test_port_vanishing_mid_page_ends_the_attempt_with_a_clear_reason(tmp_path):
     from modem.rig import Rig
 
-    speed = 2.0
+    speed = 6.0
     rig = Rig("answer", output_dir=str(tmp_path), speed=speed, answer_delay=0.3, far_modems=("v27ter",))
     paths = await rig.start()
     clock = ScaledClock(speed)

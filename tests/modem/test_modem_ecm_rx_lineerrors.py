@@ -4,6 +4,7 @@ page exactly as sent -- never answer MCF for a block that still has missing or b
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 
@@ -24,8 +25,19 @@ SPEED = 4.0
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("seed", [3, 5, 11, 17])
-async def test_class1_ecm_receiver_repairs_line_errors(tmp_path, seed):
+@pytest.mark.parametrize("seeds", [(3, 5), (11, 17)], ids=["3+5", "11+17"])
+async def test_class1_ecm_receiver_repairs_line_errors(tmp_path, seeds):
+    """Two seeds at once, each on its own rig (the calls mostly wait on the rigs' paced clocks)."""
+    dirs = [tmp_path / str(seed) for seed in seeds]
+    for d in dirs:
+        d.mkdir()
+    outcomes = await asyncio.gather(*(_repairs_line_errors(d, seed) for d, seed in zip(dirs, seeds, strict=True)),
+                                    return_exceptions=True)
+    failures = [f"seed {seed}: {o!r}" for seed, o in zip(seeds, outcomes, strict=True) if isinstance(o, BaseException)]
+    assert not failures, "\n".join(failures)
+
+
+async def _repairs_line_errors(tmp_path, seed):
     from modem.rig import Rig
 
     pages = [make_page(rows=600, seed=71)]

@@ -24,7 +24,7 @@ async def _frames_until_final(dte: PtyDte, first: bytes) -> list[bytes]:
 
 @pytest.mark.timeout(60)
 async def test_dte_dials_answer_mode_and_reads_dis(tmp_path):
-    rig = Rig("answer", output_dir=str(tmp_path), speed=2.0, answer_delay=0.5, far_ident="+1 555 0100")
+    rig = Rig("answer", output_dir=str(tmp_path), speed=6.0, answer_delay=0.5, far_ident="+1 555 0100")
     paths = await rig.start()
     assert set(paths) == {"modem"} and paths["modem"].startswith("/dev/pts/")
     dte = PtyDte(paths["modem"])

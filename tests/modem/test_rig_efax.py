@@ -21,7 +21,7 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-SPEED = 4.0          # efax keeps up at 4x real time (its own timers are wall-clock)
+SPEED = 8.0          # efax keeps up at 8x real time (its own timers are wall-clock)
 PAGES = 2
 HEIGHT = 1000
 

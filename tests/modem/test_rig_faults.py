@@ -39,7 +39,7 @@ async def test_dte_closing_the_port_mid_call_ends_the_call_and_port_reopens(tmp_
 
 @pytest.mark.timeout(60)
 async def test_silent_far_end_gives_no_carrier(tmp_path):
-    rig = Rig("answer", output_dir=str(tmp_path), speed=10.0, answer_delay=0.2,
+    rig = Rig("answer", output_dir=str(tmp_path), speed=30.0, answer_delay=0.2,   # only the rig's clock here
               dial_results={"000": "no-carrier"})
     paths = await rig.start()
     dte = PtyDte(paths["modem"])
