@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/imaging_codecs.py [--repeat N]. bench/imaging.py imports
 run_codec_bench(). Prints ms/page for encode and decode and the ratio ours/libtiff (lower is
 better; "within 2x" means ratio <= 2). Times are best-of-N with our call and libtiff's
-interleaved: on a shared machine that is far steadier than a median of separate batches.
+interleaved in a rotating order: on a shared machine that is far steadier than a median of separate batches.
 The corpus is built here: a letter of text rendered with Pillow, a table with shaded rows, a
 letter with an error-diffused photo, a clustered-dot halftone page, and (reported apart) a
 worst case: a whole page of error-diffused grey.
@@ -112,14 +112,18 @@ WORST = "noise-fs"  # reported, but left out of the summary
 
 
 def _best_ms(fns, repeat: int) -> list[float]:
-    """Best-of-`repeat` time of each function, calls interleaved so load changes hit all alike."""
+    """Best-of-`repeat` time of each function, calls interleaved so load changes hit all alike.
+
+    The order rotates every round: a fixed order measurably favours some positions (running the
+    same encoder twice in a row, the first call was 5-15% slower than the second)."""
     for fn in fns:
         fn()  # warm up
     best = [float("inf")] * len(fns)
-    for _ in range(repeat):
-        for i, fn in enumerate(fns):
+    for r in range(max(repeat, len(fns))):
+        for k in range(len(fns)):
+            i = (k + r) % len(fns)
             t0 = time.perf_counter()
-            fn()
+            fns[i]()
             best[i] = min(best[i], time.perf_counter() - t0)
     return [b * 1000 for b in best]
 
