@@ -147,11 +147,9 @@ class _OneD:
     def __init__(self, pixels: np.ndarray) -> None:
         rows, width = pixels.shape
         wp = width + 1
-        pad = np.empty((rows, wp), dtype=bool)  # pad[:, c] = colour of the run that ends at column c
-        pad[:, 0] = False
-        pad[:, 1:] = pixels
-        mask = np.empty((rows, wp), dtype=bool)
-        np.not_equal(pad[:, 1:], pad[:, :-1], out=mask[:, :width])
+        mask = np.empty((rows, wp), dtype=bool)  # mask[:, c]: the run that ends at column c (colour 0 before column 0)
+        mask[:, 0] = pixels[:, 0]
+        np.not_equal(pixels[:, 1:], pixels[:, :-1], out=mask[:, 1:width])
         mask[:, width] = True  # row end
         flat = np.flatnonzero(mask).astype(_I)
         last = np.searchsorted(flat, np.arange(rows, dtype=_I) * wp + width)  # each row's end entry
@@ -160,8 +158,12 @@ class _OneD:
         first[1:] = last[:-1] + 1
         length = np.diff(flat, prepend=_I(-1))
         length[first] -= 1
-        colour = pad.reshape(-1).take(flat).view(np.uint8)
-        self.val, self.bits, self.ext = _run_words(length, colour.astype(_I))
+        # runs alternate white, black, ... from each row's start: colour = parity of the entry's index in its row
+        colour = np.empty(flat.size, dtype=_I)
+        colour[0::2] = 0
+        colour[1::2] = 1
+        colour ^= np.repeat((first & 1).astype(_I), last - first + 1)
+        self.val, self.bits, self.ext = _run_words(length, colour)
         self.first = first
         self.row_bits = np.add.reduceat(self.bits, first, dtype=np.int64)
         self.counts = last - first + 1
