@@ -180,11 +180,14 @@ class _OneDEntries:
         cnt = counts[mask_rows] - 2  # changes + the first sentinel (= width): one entry per run
         first = np.cumsum(cnt) - cnt
         total = int(cnt.sum())
-        local = np.arange(total) - np.repeat(first, cnt)
-        ent = local + np.repeat(start[mask_rows], cnt)
-        prev = colc[ent - 1]
+        # one repeat carries both the entry offset of the row (high bits) and its first index's parity (bit 0)
+        row_info = np.repeat((start[mask_rows] - first) * 2 + (first & 1), cnt)
+        idx = np.arange(total)
+        ent = idx + (row_info >> 1)
+        prev = colc.take(ent - 1)
         prev[first] = 0
-        self.val, self.bits, self.ext = _run_words(colc[ent] - prev, (local & 1).astype(_I))
+        colour = (idx ^ row_info) & 1  # parity of the entry's index within its row
+        self.val, self.bits, self.ext = _run_words(colc.take(ent) - prev, colour)
         self.first = first
         self.counts = cnt
         self.row_bits = np.add.reduceat(self.bits, first, dtype=np.int64) if total else np.zeros(0, np.int64)
@@ -278,7 +281,9 @@ class _TwoD:
         a2 = colc.take(cand[sth] + 1)
         self.r1 = _run_words(a1h - a0h, colour)
         self.r2 = _run_words(a2 - a1h, 1 - colour)
-        dv = (d[st] + 3) & 7
+        dv = d.take(st).astype(np.intp)  # intp: the two takes below would each convert int32 indices
+        dv += 3
+        dv &= 7
         mode_val = _VERT_VAL8.take(dv)
         mode_len = _VERT_LEN8.take(dv)
         mode_val[hs] = 1
