@@ -309,7 +309,12 @@ class ModemLine:
             raise ValueError("rings-before-answer must be at least 1")
         seen = 0
         loop_deadline = None if timeout is None else self.clock.now() + timeout
-        while seen < rings:
+        while True:
+            while not self.ch.rings.empty():       # RINGs noted while earlier commands ran count at once
+                self.ch.rings.get_nowait()
+                seen += 1
+            if seen >= rings:
+                return self.ch.caller_id
             remaining = None if loop_deadline is None else loop_deadline - self.clock.now()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"only {seen} of {rings} rings within {timeout:g} s")
@@ -317,10 +322,6 @@ class ModemLine:
             line = await self.ch.read_line(min(remaining, 1.0) if remaining is not None else 1.0)
             if line is not None:
                 self.ch._note_unsolicited(line)
-            while not self.ch.rings.empty():
-                self.ch.rings.get_nowait()
-                seen += 1
-        return self.ch.caller_id
 
     async def answer(self, *, timeout: float = 60.0, success: tuple[str, ...] = ("CONNECT",),
                      finals: tuple[str, ...] | None = None) -> Response:

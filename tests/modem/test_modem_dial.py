@@ -8,6 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from modem_fakemodem import FakeModem  # noqa: E402
+from modem_interop import ScaledClock  # noqa: E402
 
 from modem.at import ModemError, PortGone  # noqa: E402
 from modem.dial import DialFailure, ModemDown, ModemLine, parse_param_ranges, parse_query  # noqa: E402
@@ -114,7 +115,8 @@ async def test_reset_ladder_failure_is_counted(line_and_fake):
 
 async def test_modem_marked_down_after_repeated_failures():
     fake = FakeModem()
-    line = ModemLine(fake.path, max_failures=2, atz_timeout=0.5, at_timeout=0.3)
+    # The modem never answers, so every rung waits out its timeout: a 4x clock waits them out sooner.
+    line = ModemLine(fake.path, max_failures=2, atz_timeout=0.5, at_timeout=0.3, clock=ScaledClock(4.0))
     await line.open()
     try:
         fake.handlers.update({"AT": "silent", "ATZ": "silent"})
