@@ -21,7 +21,9 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-SPEED = 8.0          # efax keeps up at 8x real time (its own timers are wall-clock)
+# efax keeps up at 8x real time (its own timers are wall-clock).  Its pages here (~27 KB at 14400) still take
+# ~1.9 s wall: efax divides by the whole seconds a page took and dies of SIGFPE under 1 s (test_modem_efax).
+SPEED = 8.0
 PAGES = 2
 HEIGHT = 1000
 
