@@ -1,9 +1,9 @@
 """``--via`` for the ``send``/``receive`` commands: which line a fax goes over.
 
 ``udptl:HOST:PORT`` (send) and ``udptl:LOCAL_PORT[@HOST:PORT]`` (receive) are built in: bare
-T.38 over UDPTL, no call control.  Other schemes (``class1:``, ``class2:``, ``sip:``) plug in with
-:func:`register_scheme`, giving a parser and an async opener: a module listed in ``PLUGINS`` that
-exists is imported on first use and calls ``register_scheme`` at import time.
+T.38 over UDPTL, no call control.  The other schemes (``class1:``, ``class2:``, ``class2.0:``,
+``sip:``) are registered below with :func:`register_scheme` (a parser and an async opener) and
+:func:`register_call_runner`; the engine owns them because ``modem/`` and ``t38/`` may not import it.
 
 An opener is ``async (via, role, args, clock) -> Phy``; ``args`` is the command's argparse
 namespace (``t38_version``, ``ecm``, ``redundancy``, ...), ``role`` is "send" or "receive".
@@ -11,7 +11,6 @@ namespace (``t38_version``, ``ecm``, ``redundancy``, ...), ``role`` is "send" or
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,36 +40,17 @@ Parser = Callable[[str, str], Via]
 Opener = Callable[[Via, str, Any, Any], Awaitable[Any]]
 
 _SCHEMES: dict[str, tuple[Parser, Opener | None]] = {}
-PLUGINS = ("modem.via", "t38.via")
-_plugins_loaded = False
-
-
-def _load_plugins() -> None:
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for name in PLUGINS:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
 def register_scheme(scheme: str, parser: Parser, opener: Opener | None = None) -> None:
     _SCHEMES[scheme] = (parser, opener)
 
 
 def schemes() -> list[str]:
-    _load_plugins()
     return sorted(_SCHEMES)
 
 
 def parse_via(value: str, role: str) -> Via:
     if role not in ("send", "receive"):
         raise ValueError("role must be send or receive")
-    _load_plugins()
     scheme, sep, rest = value.partition(":")
     if not sep or scheme not in _SCHEMES:
         raise ViaError(f"unknown --via {value!r}: use one of {', '.join(s + ':' for s in schemes())}")
