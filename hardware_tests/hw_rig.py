@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,20 +20,9 @@ from engine.t30 import T30Config, T30Session
 from imaging.page import FaxPage
 from modem.call import ModemSpec, connect_class1, failure_result, finish_result, open_line, parse_spec
 from modem.class2 import Class2Driver
+from modem.rig.clock import ScaledClock
 
 VIRTUAL_SPEED = 6.0
-
-
-class ScaledClock:
-    def __init__(self, factor: float) -> None:
-        self.factor = factor
-        self._t0 = time.monotonic()
-
-    def now(self) -> float:
-        return (time.monotonic() - self._t0) * self.factor
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds) / self.factor)
 
 
 @dataclass

@@ -41,14 +41,13 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape[1] == b.shape[1] and abs(a.shape[0] - b.shape[0]) <= 1 and np.array_equal(a[:rows], b[:rows])
 
 
-@pytest.mark.timeout(600 if not VIRTUAL else 150)
-@pytest.mark.parametrize("name,modems,ecm", SCENARIOS, ids=[s[0] for s in SCENARIOS])
-async def test_hw_send_receive(name, modems, ecm, record_property):
-    setup = await start_rig()
+async def _two_pages(setup, name, record_property, **cfg):
+    """Two pages from the rig's caller to its callee with these T30Config options, then the rig stops;
+    the run goes into the test's output, and both sides must report both pages done."""
     try:
         pages = make_pages(2, rows=300 if VIRTUAL else 600)
-        send_cfg = T30Config(ident="+1 555 0101", ecm=ecm, modems=modems)
-        recv_cfg = T30Config(ident="+1 555 0202", ecm=ecm, modems=modems)
+        send_cfg = T30Config(ident="+1 555 0101", **cfg)
+        recv_cfg = T30Config(ident="+1 555 0202", **cfg)
         sent, received, got = await transfer(setup, pages, send_cfg, recv_cfg)
     finally:
         await stop_rig(setup)
@@ -60,6 +59,14 @@ async def test_hw_send_receive(name, modems, ecm, record_property):
     assert sent.success, sent
     assert received.success, received
     assert sent.pages_sent == 2 and received.pages_received == 2
+    return pages, sent, received, got
+
+
+@pytest.mark.timeout(600 if not VIRTUAL else 150)
+@pytest.mark.parametrize("name,modems,ecm", SCENARIOS, ids=[s[0] for s in SCENARIOS])
+async def test_hw_send_receive(name, modems, ecm, record_property):
+    setup = await start_rig()
+    pages, sent, received, got = await _two_pages(setup, name, record_property, ecm=ecm, modems=modems)
     assert sent.ecm == ecm and sent.remote_ident == "+1 555 0202" and received.remote_ident == "+1 555 0101"
     if "v17" not in modems:
         assert sent.fax_speed == {"v29": 9600, "v27ter": 4800}[modems[0]]
@@ -80,21 +87,7 @@ async def test_hw_class20_send_receive(name, side, ecm, record_property):
     if getattr(setup, side).kind != "class2.0":
         await stop_rig(setup)
         pytest.skip(f"FAX_RIG does not name a class2.0 modem as the {side}")
-    try:
-        pages = make_pages(2, rows=300 if VIRTUAL else 600)
-        send_cfg = T30Config(ident="+1 555 0101", ecm=ecm)
-        recv_cfg = T30Config(ident="+1 555 0202", ecm=ecm)
-        sent, received, got = await transfer(setup, pages, send_cfg, recv_cfg)
-    finally:
-        await stop_rig(setup)
-    summary = {"rig": setup.description, "scenario": name, "send": sent.to_dict(), "receive": received.to_dict()}
-    record_property("fax_rig_run", json.dumps(summary))
-    print(f"\nFAX_RIG {setup.description} {name}: send ok={sent.success} pages={sent.pages_sent} "
-          f"speed={sent.fax_speed} ecm={sent.ecm} | receive ok={received.success} pages={received.pages_received} "
-          f"{sent.error_code or ''}{received.error_code or ''}")
-    assert sent.success, sent
-    assert received.success, received
-    assert sent.pages_sent == 2 and received.pages_received == 2
+    pages, sent, received, got = await _two_pages(setup, name, record_property, ecm=ecm)
     assert sent.ecm == ecm and received.ecm == ecm
     assert received.remote_ident == "+1 555 0101"
     if not (VIRTUAL and side == "caller"):

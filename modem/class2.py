@@ -283,6 +283,15 @@ class Class2Driver:
             code, msg = "remote_disconnected", f"call ended early ({self.d.hangup}{self.hangup_code})"
         self._fail(result, phase or default_phase, code, msg, retry)
 
+    def _fail_from_line_error(self, result: SessionResult, exc: PhyError) -> None:
+        """A call cut short by the modem or port: a reported non-normal hang-up says more than the error."""
+        if isinstance(exc, PortGone):
+            self._fail(result, "", "modem_gone", f"modem port vanished during the call: {exc}")
+        elif self.hangup_code and self._hangup_key(self.hangup_code) != "00":
+            self._fail_from_hangup(result, "")
+        else:
+            self._fail(result, "", "modem_error", str(exc))
+
     async def _await_hangup(self, timeout: float) -> None:
         """Read lines until the hang-up report (it may come after the final OK)."""
         deadline = self.ch.clock.now() + timeout
@@ -329,13 +338,8 @@ class Class2Driver:
             await self._send(number, pages, result)
         except DialFailure as exc:
             self._fail(result, "A", exc.code, exc.message, exc.retryable)
-        except PortGone as exc:
-            self._fail(result, "", "modem_gone", f"modem port vanished during the call: {exc}")
         except (ModemError, PhyError, CommandTimeout) as exc:
-            if self.hangup_code and self._hangup_key(self.hangup_code) != "00":
-                self._fail_from_hangup(result, "")
-            else:
-                self._fail(result, "", "modem_error", str(exc))
+            self._fail_from_line_error(result, exc)
         finally:
             await self.line.hangup()
         result.duration = self.ch.clock.now() - start
@@ -475,13 +479,8 @@ class Class2Driver:
             await self._receive(result, on_page)
         except AnswerFailure as exc:
             self._fail(result, "A", exc.code, exc.message)
-        except PortGone as exc:
-            self._fail(result, "", "modem_gone", f"modem port vanished during the call: {exc}")
         except (ModemError, PhyError, CommandTimeout) as exc:
-            if self.hangup_code and self._hangup_key(self.hangup_code) != "00":
-                self._fail_from_hangup(result, "")
-            else:
-                self._fail(result, "", "modem_error", str(exc))
+            self._fail_from_line_error(result, exc)
         finally:
             await self.line.hangup()
         result.duration = self.ch.clock.now() - start

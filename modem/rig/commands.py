@@ -17,10 +17,10 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
+from .clock import ScaledClock
 from .rig import DIAL_RESULTS, MODES, Rig, RigConfig, RigError
 
 # session_factory(phy, clock, *, send_pages, on_page, calling, ident, ecm) for the Class 2.0 modem
@@ -36,20 +36,6 @@ def set_class20_session_factory(factory: Callable[..., Any] | None) -> None:
 def class20_session_factory() -> Callable[..., Any] | None:
     """The T.30 handed in by the engine (None until it has been), for in-process users of Class20Modem."""
     return _class20_session_factory
-
-
-class RigClock:
-    """Time running ``speed`` times faster than the wall, so the Class 2.0 modem's T.30 timers match the rig."""
-
-    def __init__(self, speed: float) -> None:
-        self.speed = speed
-        self._t0 = time.monotonic()
-
-    def now(self) -> float:
-        return (time.monotonic() - self._t0) * self.speed
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds) / self.speed)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -134,7 +120,7 @@ async def _serve(config: RigConfig, exit_after: int, class2_dialect: str | None 
     if class2_dialect:
         from .class20 import Class20Modem
 
-        class20 = Class20Modem(paths["modem"], _class20_session_factory, clock=RigClock(config.speed),
+        class20 = Class20Modem(paths["modem"], _class20_session_factory, clock=ScaledClock(config.speed),
                                ecm=class2_ecm, dialect=class2_dialect)
         try:
             paths = {**paths, "class20": await class20.start()}

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
-from ._lib import int16_pointer, lib
-from ._owner import StateOwner
+from ._audio import AudioStateOwner
+from ._lib import lib
 from .logbridge import LogBridge
 from .t30 import T30Options, T30Session
 
 
-class FaxAudioTerminal(StateOwner):
+class FaxAudioTerminal(AudioStateOwner):
     """A calling or answering fax machine that sends ``tx_tiff`` and/or receives into ``rx_tiff``.
 
     Audio is 16-bit signed samples at 8000 Hz.  Time advances with the audio fed to
@@ -29,12 +29,10 @@ class FaxAudioTerminal(StateOwner):
                  min_scan_line_ms: int | None = None, transmit_on_idle: bool = True,
                  name: str | None = None) -> None:
         super().__init__()
-        opts = T30Options(ecm=ecm, modems=tuple(modems), max_bit_rate=max_bit_rate, ident=ident,
-                          tx_tiff=tx_tiff, rx_tiff=rx_tiff,
-                          compressions=None if compressions is None else tuple(compressions),
-                          resolutions=None if resolutions is None else tuple(resolutions),
-                          rx_encoding=rx_encoding, min_scan_line_ms=min_scan_line_ms)
-        opts.validate()
+        opts = T30Options.checked(ecm=ecm, modems=modems, max_bit_rate=max_bit_rate, ident=ident,
+                                  tx_tiff=tx_tiff, rx_tiff=rx_tiff, compressions=compressions,
+                                  resolutions=resolutions, rx_encoding=rx_encoding,
+                                  min_scan_line_ms=min_scan_line_ms)
         self.calling = calling
         self.name = name or ("fax-caller" if calling else "fax-answerer")
         L = lib()
@@ -53,25 +51,12 @@ class FaxAudioTerminal(StateOwner):
 
     def rx_audio(self, samples: np.ndarray) -> None:
         """Feed received line audio (int16, 8 kHz); this is also what moves the T.30 timers."""
-        state = self._require()
-        buf = np.ascontiguousarray(samples, dtype=np.int16)
-        if buf.ndim != 1:
-            raise ValueError("audio must be a 1-D array of samples")
-        if len(buf):
-            lib().fax_rx(state, int16_pointer(buf), len(buf))
-            self.samples_in += len(buf)
-            self._bump_log(len(buf))
+        self.samples_in += self._audio_in(lib().fax_rx, samples)
         self._flush()
 
     def tx_audio(self, n: int = 160) -> np.ndarray:
         """The next ``n`` samples to put on the line (silence-padded if spandsp made fewer)."""
-        state = self._require()
-        if n <= 0:
-            raise ValueError("n must be positive")
-        buf = np.zeros(n, dtype=np.int16)
-        lib().fax_tx(state, int16_pointer(buf), n)
-        self._flush()
-        return buf
+        return self._audio_out(lib().fax_tx, n)
 
     @property
     def done(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +74,15 @@ class T30Options:
     resolutions: tuple[str, ...] | None = None    # e.g. ("standard", "fine")
     rx_encoding: str | None = None                # compression of the received TIFF
     min_scan_line_ms: int | None = None           # advertised minimum scan line time
+
+    @classmethod
+    def checked(cls, *, modems: Sequence[str], compressions: Sequence[str] | None,
+                resolutions: Sequence[str] | None, **rest: Any) -> T30Options:
+        """A terminal's keyword arguments as options (sequences frozen to tuples), validated before any C state."""
+        opts = cls(modems=tuple(modems), compressions=None if compressions is None else tuple(compressions),
+                   resolutions=None if resolutions is None else tuple(resolutions), **rest)
+        opts.validate()
+        return opts
 
     def validate(self) -> None:
         if self.tx_tiff is not None and not os.path.isfile(self.tx_tiff):

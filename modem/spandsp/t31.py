@@ -15,8 +15,8 @@ from collections.abc import Callable
 import numpy as np
 
 from . import constants as C
-from ._lib import AT_TX_HANDLER, T31_MODEM_CONTROL_HANDLER, T38_TX_PACKET_HANDLER, int16_pointer, lib
-from ._owner import StateOwner
+from ._audio import AudioStateOwner
+from ._lib import AT_TX_HANDLER, T31_MODEM_CONTROL_HANDLER, T38_TX_PACKET_HANDLER, lib
 from .constants import CallEvent, ModemControl
 from .logbridge import LogBridge
 
@@ -26,7 +26,7 @@ ModemControlHandler = Callable[[ModemControl, "str | int"], None]
 T31_TX_BUF_LEN = 4096   # bytes from the DTE the modem can hold; more are dropped
 
 
-class T31Modem(StateOwner):
+class T31Modem(AudioStateOwner):
     """A Class 1 modem.  ``modem_control(op, arg)``: ``arg`` is the dial string for CALL and
     SETID, else the integer spandsp passed (0/1 for the DTR/RTS/CTS/CAR/RNG/DSR lines).
 
@@ -110,24 +110,12 @@ class T31Modem(StateOwner):
 
     def rx_audio(self, samples: np.ndarray) -> None:
         """Received line audio (int16, 8 kHz); this also runs the modem's timers."""
-        state = self._require()
-        buf = np.ascontiguousarray(samples, dtype=np.int16)
-        if buf.ndim != 1:
-            raise ValueError("audio must be a 1-D array of samples")
-        if len(buf):
-            lib().t31_rx(state, int16_pointer(buf), len(buf))
-            self._bump_log(len(buf))
+        self._audio_in(lib().t31_rx, samples)
         self._flush()
 
     def tx_audio(self, n: int = 160) -> np.ndarray:
         """The next ``n`` samples the modem puts on the line (silence-padded)."""
-        state = self._require()
-        if n <= 0:
-            raise ValueError("n must be positive")
-        buf = np.zeros(n, dtype=np.int16)
-        lib().t31_tx(state, int16_pointer(buf), n)
-        self._flush()
-        return buf
+        return self._audio_out(lib().t31_tx, n)
 
     def _free(self, state: int) -> None:
         lib().t31_free(state)

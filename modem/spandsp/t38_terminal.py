@@ -44,12 +44,10 @@ class T38Terminal(StateOwner):
             raise ValueError("t38_version must be 0..3")
         if not callable(send_packet):
             raise TypeError("send_packet must be callable")
-        opts = T30Options(ecm=ecm, modems=tuple(modems), max_bit_rate=max_bit_rate, ident=ident,
-                          tx_tiff=tx_tiff, rx_tiff=rx_tiff,
-                          compressions=None if compressions is None else tuple(compressions),
-                          resolutions=None if resolutions is None else tuple(resolutions),
-                          rx_encoding=rx_encoding, min_scan_line_ms=min_scan_line_ms)
-        opts.validate()
+        opts = T30Options.checked(ecm=ecm, modems=modems, max_bit_rate=max_bit_rate, ident=ident,
+                                  tx_tiff=tx_tiff, rx_tiff=rx_tiff, compressions=compressions,
+                                  resolutions=resolutions, rx_encoding=rx_encoding,
+                                  min_scan_line_ms=min_scan_line_ms)
         self.calling = calling
         self.name = name or ("t38-caller" if calling else "t38-answerer")
         self._send_packet = send_packet

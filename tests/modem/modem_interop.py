@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import numpy as np
 
 from engine.t30 import T30Config, T30Session
 from imaging.page import FaxPage
 from modem.class1 import Class1Phy
 from modem.dial import ModemLine
+from modem.rig.clock import ScaledClock
 
-
-class ScaledClock:
-    """Time running ``factor`` times faster than the wall, so our timers match a rig run at that speed."""
-
-    def __init__(self, factor: float) -> None:
-        self.factor = factor
-        self._t0 = time.monotonic()
-
-    def now(self) -> float:
-        return (time.monotonic() - self._t0) * self.factor
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds) / self.factor)
+__all__ = ["ScaledClock", "class1_receive", "class1_send", "make_page"]
 
 
 def make_page(rows: int = 300, seed: int = 7, y_dpi: int = 196) -> FaxPage:
