@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import sys
 
 
 def _probe(args: argparse.Namespace) -> int:
+    import asyncio
+
     from modem.at import ModemError
     from modem.dial import ModemLine
     from modem.probe import probe
@@ -17,7 +18,8 @@ def _probe(args: argparse.Namespace) -> int:
         line = ModemLine(args.port, flow=args.flow, baudrate=args.baud)
         try:
             await line.open()
-            report = await asyncio.wait_for(probe(line), args.timeout)
+            async with asyncio.timeout(args.timeout):
+                report = await probe(line)
         except (ModemError, OSError, TimeoutError) as exc:
             print(f"modem probe {args.port}: {exc}", file=sys.stderr)
             return 2
@@ -42,12 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     pp.add_argument("--timeout", type=float, default=60.0, help="give up after this many seconds")
     pp.add_argument("--json", dest="json_only", action="store_true", help="print only the JSON")
     pp.set_defaults(func=_probe)
-    try:
+    try:    # light: the rig, and libspandsp, load only when `faxengine rig` runs (which reports a missing one)
         rig = importlib.import_module("modem.rig.commands")
     except ModuleNotFoundError as exc:
         if exc.name not in ("modem.rig", "modem.rig.commands"):
             raise
-    except OSError as exc:          # libspandsp missing: the rest of the CLI must still work
-        p.epilog = f"(faxengine rig unavailable: {exc})"
     else:
         rig.register(sub)

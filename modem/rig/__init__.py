@@ -6,7 +6,24 @@ lines, a ``RESULT <json>`` line per call and a ``SUMMARY <json>`` line when stop
 It is a test instrument built on spandsp's modem, not a stand-in for real hardware.
 """
 
-from .line import LineDirection
-from .rig import DIAL_RESULTS, MODES, Rig, RigConfig, RigError
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .options import DIAL_RESULTS, MODES
 
 __all__ = ["DIAL_RESULTS", "MODES", "LineDirection", "Rig", "RigConfig", "RigError"]
+
+# Loaded on first use: ``faxengine`` imports modem.rig.commands to build its parser on every run, and the
+# rig itself pulls in numpy, PIL and spandsp.
+_LAZY = {"LineDirection": ".line", "Rig": ".rig", "RigConfig": ".rig", "RigError": ".rig"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value

@@ -12,16 +12,17 @@ T.30 comes from the engine (modem/ does not import engine.t30): ``faxengine rig`
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
-import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .clock import ScaledClock
-from .rig import DIAL_RESULTS, MODES, Rig, RigConfig, RigError
+from .options import DIAL_RESULTS, MODES
+
+if TYPE_CHECKING:
+    from .rig import RigConfig
+
+# Nothing heavy at the top: ``faxengine`` imports this module to build its parser on every run, so the rig
+# (numpy, PIL, spandsp) and asyncio load only when ``faxengine rig`` runs.
 
 # session_factory(phy, clock, *, send_pages, on_page, calling, ident, ecm) for the Class 2.0 modem
 _class20_session_factory: Callable[..., Any] | None = None
@@ -81,6 +82,8 @@ def register(subparsers: Any) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> RigConfig:
+    from .rig import RigConfig, RigError
+
     dial_results: dict[str, str] = {}
     for item in args.number_result:
         number, sep, result = item.partition("=")
@@ -97,56 +100,9 @@ def config_from_args(args: argparse.Namespace) -> RigConfig:
         link_dir=args.link_dir, xonxoff=args.xonxoff, trace=args.trace, log=args.log)
 
 
-def _emit(tag: str, payload: Any) -> None:
-    sys.stdout.write(f"{tag} {payload}\n")
-    sys.stdout.flush()
-
-
-async def _serve(config: RigConfig, exit_after: int, class2_dialect: str | None = None,
-                 class2_ecm: bool = False) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-
-    def on_result(result: dict[str, Any]) -> None:
-        _emit("RESULT", json.dumps(result, sort_keys=True))
-        if exit_after and len(rig.results) >= exit_after:
-            stop.set()
-
-    rig = Rig(config=config, on_result=on_result)
-    paths = await rig.start()
-    class20 = None
-    if class2_dialect:
-        from .class20 import Class20Modem
-
-        class20 = Class20Modem(paths["modem"], _class20_session_factory, clock=ScaledClock(config.speed),
-                               ecm=class2_ecm, dialect=class2_dialect)
-        try:
-            paths = {**paths, "class20": await class20.start()}
-        except Exception as exc:
-            await class20.stop()
-            await rig.stop()
-            print(f"faxengine rig: the Class 2.0 modem did not start: {exc}", file=sys.stderr)
-            return 1
-    for name, path in paths.items():
-        _emit("PTY", f"{name} {path}")
-    waiter = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([rig.ticker, waiter], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if class20 is not None:
-        await class20.stop()
-    summary = await rig.stop()
-    _emit("SUMMARY", json.dumps(summary, sort_keys=True))
-    return 1 if rig.error is not None else 0
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.trace or args.log:
-        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
-                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    else:
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")
+    from .rig import RigError
+
     try:
         config = config_from_args(args)
         config.validate()
@@ -161,4 +117,25 @@ def run(args: argparse.Namespace) -> int:
     if dialect and _class20_session_factory is None:
         print("faxengine rig: --class2 needs the engine's T.30: run it as `faxengine rig`", file=sys.stderr)
         return 2
-    return asyncio.run(_serve(config, args.exit_after, dialect, bool(getattr(args, "class2_ecm", False))))
+    from modem.spandsp import SpandspUnavailable, require
+
+    try:
+        require()
+    except SpandspUnavailable as exc:
+        print(f"faxengine rig: {exc}", file=sys.stderr)
+        return 2
+    _configure_logging(args)
+    from .serve import serve
+
+    return serve(config, args.exit_after, dialect, bool(getattr(args, "class2_ecm", False)),
+                 _class20_session_factory)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    import logging
+
+    if args.trace or args.log:
+        logging.basicConfig(level=logging.DEBUG, stream=sys.stderr,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    else:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(message)s")

@@ -32,14 +32,13 @@ from PIL import Image, UnidentifiedImageError
 from modem.spandsp import CallEvent, FaxAudioTerminal, ModemControl
 
 from .line import LineDirection
+from .options import DIAL_RESULTS, MODES
 from .virtual_modem import DTE_GONE, VirtualModem
 
 log = logging.getLogger("faxengine.rig")
 
-MODES = ("pair", "answer", "call")
 TICK = 160
 RATE = 8000
-DIAL_RESULTS = ("answer", "busy", "no-answer", "no-dialtone", "no-carrier")
 SILENCE = np.zeros(TICK, dtype=np.int16)
 
 

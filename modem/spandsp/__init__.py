@@ -10,7 +10,7 @@ objects alive.  Callbacks are delivered after the library call returns, never re
 The library is loaded by soname on first use; :class:`SpandspUnavailable` says why if it cannot be.
 """
 
-from ._lib import SONAME, SpandspUnavailable, available
+from ._lib import SONAME, SpandspUnavailable, available, require
 from ._owner import ClosedError
 from .constants import CallEvent, ModemControl
 from .fax_terminal import FaxAudioTerminal
@@ -19,6 +19,6 @@ from .t31 import T31Modem
 from .t38_terminal import T38Terminal
 
 __all__ = [
-    "SONAME", "SpandspUnavailable", "available", "ClosedError", "CallEvent", "ModemControl",
+    "SONAME", "SpandspUnavailable", "available", "require", "ClosedError", "CallEvent", "ModemControl",
     "FaxAudioTerminal", "T31Modem", "T38Terminal", "completion_text", "frame_name",
 ]

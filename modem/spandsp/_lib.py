@@ -132,6 +132,11 @@ def lib() -> ctypes.CDLL:
     return _lib
 
 
+def require() -> None:
+    """Load the library now, so a command can say why it cannot run before it starts (SpandspUnavailable)."""
+    lib()
+
+
 def available() -> bool:
     """True if libspandsp.so.2 loads (for skipping tests on machines without it)."""
     try:
