@@ -334,14 +334,18 @@ class ATChannel:
             worst = max(worst, self.clock.now() - due)
         return worst
 
+    def _drop_lf_after_cr(self) -> None:
+        """A line ended on CR: its LF, once it has come, is part of that line ending, not data."""
+        if self._skip_lf and self._buf:
+            if self._buf[0] == 0x0A:
+                del self._buf[0]
+            self._skip_lf = False
+
     async def read_some(self, timeout: float) -> bytes:
         """Up to everything buffered; waits for at least one byte; b"" on timeout."""
         deadline = self.clock.now() + timeout
         while True:
-            if self._skip_lf and self._buf:
-                if self._buf[0] == 0x0A:
-                    del self._buf[0]
-                self._skip_lf = False
+            self._drop_lf_after_cr()
             if self._buf:
                 data = bytes(self._buf)
                 self._buf.clear()
@@ -360,10 +364,7 @@ class ATChannel:
         """Next non-empty line (result code or information text); None on timeout."""
         deadline = self.clock.now() + timeout
         while True:
-            if self._skip_lf and self._buf:
-                if self._buf[0] == 0x0A:
-                    del self._buf[0]
-                self._skip_lf = False
+            self._drop_lf_after_cr()
             m = re.search(rb"[\r\n]", self._buf)
             if m:
                 end = m.start()

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
+from modem_efax import run_efax  # noqa: E402
 from modem_interop import ScaledClock, class1_receive, class1_send, make_page  # noqa: E402
 
 from engine.t30 import T30Config  # noqa: E402
@@ -26,18 +27,6 @@ pytestmark = [
 ]
 
 SPEED = 6.0          # as the other interop tests: our scaled clock keeps its margin against the rig
-
-
-async def run_efax(args: list[str], timeout: float) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec("efax", *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        raise AssertionError(f"efax did not finish in {timeout} s:\n{out.decode(errors='replace')}") from None
-    return proc.returncode, out.decode(errors="replace")
 
 
 def efax_file(tmp_path, pixels: np.ndarray, name: str) -> str:

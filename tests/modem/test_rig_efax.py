@@ -6,14 +6,18 @@ import asyncio
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from modem import spandsp
-from modem.rig import Rig
-from modem.spandsp.testing import make_fax_tiff, pages_identical, read_fax_pages
+sys.path.insert(0, os.path.dirname(__file__))
+from modem_efax import run_efax  # noqa: E402
+
+from modem import spandsp  # noqa: E402
+from modem.rig import Rig  # noqa: E402
+from modem.spandsp.testing import make_fax_tiff, pages_identical, read_fax_pages  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed"),
@@ -38,18 +42,6 @@ def efax_pages(tmp_path, pages: list[np.ndarray]) -> list[str]:
                        check=True, capture_output=True, timeout=30)
         files.append(str(tmp_path / f"efax{i}.tif"))
     return files
-
-
-async def run_efax(args: list[str], timeout: float) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec("efax", *args, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
-    try:
-        out, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        proc.kill()
-        out, _ = await proc.communicate()
-        raise AssertionError(f"efax did not finish in {timeout} s:\n{out.decode(errors='replace')}") from None
-    return proc.returncode, out.decode(errors="replace")
 
 
 @pytest.mark.timeout(180)
