@@ -1,4 +1,5 @@
-"""A minimal scripted DTE for exercising rig ptys in tests (not a Class 1 driver)."""
+"""For tests of the rig: a minimal scripted DTE on its ptys (not a Class 1 driver), and the reader of
+what the rig process prints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,18 @@ import termios
 import tty
 
 DLE, ETX = 0x10, 0x03
+
+
+async def tagged_line(stream: asyncio.StreamReader, tag: str, timeout: float) -> str:
+    """The rest of the next ``TAG ...`` line the rig process prints (``PTY``, ``RESULT``, ``SUMMARY``),
+    skipping others; AssertionError if the process ends first, TimeoutError if a line takes too long."""
+    while True:
+        raw = await asyncio.wait_for(stream.readline(), timeout)
+        if not raw:
+            raise AssertionError(f"process ended before a {tag} line")
+        line = raw.decode().rstrip("\n")
+        if line.startswith(tag + " "):
+            return line[len(tag) + 1:]
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -13,20 +13,14 @@ import pytest
 
 from modem import spandsp
 from modem.rig.commands import config_from_args, register
-from modem.rig.testing import PtyDte
+from modem.rig.testing import PtyDte, tagged_line
 
 pytestmark = pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 async def _line(stream: asyncio.StreamReader, prefix: str, timeout: float = 15) -> str:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), timeout)
-        if not raw:
-            raise AssertionError(f"process ended before a {prefix} line")
-        line = raw.decode().rstrip("\n")
-        if line.startswith(prefix + " "):
-            return line[len(prefix) + 1:]
+    return await tagged_line(stream, prefix, timeout)
 
 
 @pytest.mark.timeout(60)

@@ -19,6 +19,7 @@ from imaging.tiff_f import read_tiff_f  # noqa: E402
 from modem import spandsp  # noqa: E402
 from modem.call import open_line  # noqa: E402
 from modem.class2 import Class2Driver  # noqa: E402
+from modem.rig.testing import tagged_line  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not spandsp.available(), reason="libspandsp.so.2 not installed")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,13 +27,7 @@ SPEED = 4.0
 
 
 async def _line(stream: asyncio.StreamReader, prefix: str, timeout: float = 20) -> str:
-    while True:
-        raw = await asyncio.wait_for(stream.readline(), timeout)
-        if not raw:
-            raise AssertionError(f"process ended before a {prefix} line")
-        line = raw.decode().rstrip("\n")
-        if line.startswith(prefix + " "):
-            return line[len(prefix) + 1:]
+    return await tagged_line(stream, prefix, timeout)
 
 
 @pytest.mark.slow
