@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from ._audio import AudioStateOwner
 from ._lib import lib
 from .logbridge import LogBridge
-from .t30 import T30Options, T30Session
+from .t30 import T30Options, T30Outcome, T30Session
 
 
-class FaxAudioTerminal(AudioStateOwner):
+class FaxAudioTerminal(T30Outcome, AudioStateOwner):
     """A calling or answering fax machine that sends ``tx_tiff`` and/or receives into ``rx_tiff``.
 
     Audio is 16-bit signed samples at 8000 Hz.  Time advances with the audio fed to
@@ -62,15 +61,6 @@ class FaxAudioTerminal(AudioStateOwner):
     def done(self) -> bool:
         """Phase E has been reported."""
         return self.t30.completion_code is not None
-
-    @property
-    def completion_code(self) -> int | None:
-        return self.t30.completion_code
-
-    def stats(self) -> dict[str, Any]:
-        if self.t30.final_stats is None:
-            self._require()
-        return self.t30.stats()
 
     def terminate(self) -> None:
         """End the T.30 session now (the line went away); reports phase E if it was not yet."""

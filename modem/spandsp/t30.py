@@ -103,6 +103,21 @@ class T30Options:
                 raise ValueError(f"path too long for spandsp (255 bytes max): {path}")
 
 
+class T30Outcome:
+    """How a terminal's call ended, for the StateOwner subclasses that keep their session in ``self.t30``."""
+
+    t30: T30Session
+
+    @property
+    def completion_code(self) -> int | None:
+        return self.t30.completion_code
+
+    def stats(self) -> dict[str, Any]:
+        if self.t30.final_stats is None:
+            self._require()   # type: ignore[attr-defined]   # closed and never finished: ClosedError
+        return self.t30.stats()
+
+
 class T30Session:
     """Owns the Python side of one ``t30_state_t``: configuration, callbacks, result."""
 

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from . import constants as C
 from ._lib import T38_TX_PACKET_HANDLER, lib
 from ._owner import StateOwner
 from .logbridge import LogBridge
-from .t30 import T30Options, T30Session
+from .t30 import T30Options, T30Outcome, T30Session
 
 SendPacket = Callable[[bytes, int], None]
 
 
-class T38Terminal(StateOwner):
+class T38Terminal(T30Outcome, StateOwner):
     """A spandsp ``t38_terminal``: sends or receives a TIFF over T.38 IFP packets.
 
     ``send_packet(ifp, seq)`` gets each bare IFP packet (no UDPTL header) with its sequence
@@ -120,15 +119,6 @@ class T38Terminal(StateOwner):
     def done(self) -> bool:
         """The call is over (spandsp said so, or phase E has been reported)."""
         return self._over or self.t30.completion_code is not None
-
-    @property
-    def completion_code(self) -> int | None:
-        return self.t30.completion_code
-
-    def stats(self) -> dict[str, Any]:
-        if self.t30.final_stats is None:
-            self._require()
-        return self.t30.stats()
 
     def _free(self, state: int) -> None:
         lib().t38_terminal_free(state)
