@@ -67,10 +67,8 @@ def _class20_session(phy, clock, *, send_pages, on_page, calling, ident, ecm):  
 
 def _register_rig_class20() -> None:
     """modem/ cannot import engine.t30, so the engine hands the rig's Class 2.0 modem its T.30 here."""
-    try:
-        from modem.rig import commands as rig_commands
-    except (ImportError, OSError):      # no libspandsp: no rig at all
-        return
+    from modem.rig import commands as rig_commands  # light: spandsp loads only when the rig runs
+
     rig_commands.set_class20_session_factory(_class20_session)
 
 
