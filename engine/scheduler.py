@@ -223,10 +223,10 @@ class Scheduler:
 
     # ------------------------------------------------------------------ one attempt
 
-    def _channel_for(self, job: Fax) -> Channel | None:
-        """The job's own channel, else the default; None if that is not configured (any more)."""
-        name = job.doc.get("channel") if isinstance(job.doc.get("channel"), str) else None
-        return self.channels.get(name or self.config["channels"]["default"])
+    def _channel_name(self, job: Fax) -> str:
+        """The job's own channel, else the default (which may not be configured any more)."""
+        name = job.doc.get("channel")
+        return name if isinstance(name, str) and name else self.config["channels"]["default"]
 
     async def _attempt(self, job: Fax, run: _Running) -> None:
         last: dict = {"at": 0.0, "key": None}
@@ -267,10 +267,10 @@ class Scheduler:
 
     async def _attempt_body(self, job: Fax, run: _Running, progress) -> SessionResult:  # noqa: ANN001
         progress({"phase": "preparing", "event": "phase"})
-        channel = self._channel_for(job)
+        name = self._channel_name(job)
+        channel = self.channels.get(name)
         if channel is None:
             # A stored job naming a channel the configuration no longer has: never a silent reroute.
-            name = job.doc.get("channel") or self.config["channels"]["default"]
             return SessionResult(success=False, error_code="no_channel", retryable=False,
                                  error_message=f"channel {name!r} is not configured on this server")
         try:
